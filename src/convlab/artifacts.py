@@ -1,0 +1,300 @@
+"""Trained-model artifacts: ``Model.fit`` that remembers what it trained.
+
+After :func:`enable`, every ``model.fit(x, y, ...)`` in the notebook computes a fingerprint
+of what determines the trained model: the architecture (layer names left out), the compile
+configuration, the fit arguments, the data and the model's earlier fits. If
+``artifacts/<fingerprint>.keras`` exists, its weights are loaded into the model and the
+recorded history is returned instead of training; otherwise the model trains as usual and
+is saved there (Keras format, plus ``<fingerprint>.history.json``).
+
+So a student who re-runs the notebook does not wait for unchanged models, the submission
+zip made by ``grader.export()`` carries the trained models (otter ``student_files``), and
+the grader scores exactly what the student trained. A submission without artifacts is
+trained at grade time. Changing a model, its compilation, the data or the fit arguments
+changes the fingerprint, so the model trains again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import os
+import sys
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ENV_DIR = "CONVLAB_ARTIFACTS"
+ENV_RETRAIN = "CONVLAB_RETRAIN"
+MANIFEST = "manifest.json"
+
+_state: dict[str, Any] = {"dir": None, "original_fit": None}
+
+
+def artifacts_dir() -> Path:
+    """Where trained models are kept (``CONVLAB_ARTIFACTS`` overrides :func:`enable`'s choice)."""
+    return Path(os.environ.get(ENV_DIR) or _state["dir"] or "artifacts")
+
+
+# ---------------------------------------------------------------------------- fingerprints
+
+
+def _layer_names(config: Any, names: list[str]) -> None:
+    if isinstance(config, dict):
+        if isinstance(config.get("name"), str) and ("class_name" in config or "config" in config):
+            names.append(config["name"])
+        inner = config.get("config")
+        if isinstance(inner, dict) and isinstance(inner.get("name"), str):
+            names.append(inner["name"])
+        for value in config.values():
+            _layer_names(value, names)
+    elif isinstance(config, (list, tuple)):
+        for value in config:
+            _layer_names(value, names)
+
+
+def _rename(config: Any, aliases: dict[str, str]) -> Any:
+    if isinstance(config, dict):
+        return {key: _rename(value, aliases) for key, value in config.items()}
+    if isinstance(config, (list, tuple)):
+        return [_rename(value, aliases) for value in config]
+    if isinstance(config, str):
+        return aliases.get(config, config)
+    return config
+
+
+def architecture_signature(model: Any) -> Any:
+    """The model's config with auto-generated names replaced by positional aliases.
+
+    Re-running a cell creates ``conv2d_7`` instead of ``conv2d``; the signature stays equal.
+    """
+    config = model.get_config()
+    names: list[str] = [model.name]
+    _layer_names(config, names)
+    aliases: dict[str, str] = {}
+    for name in names:
+        aliases.setdefault(name, f"@{len(aliases)}")
+    return _rename(config, aliases)
+
+
+def _without_object_names(config: Any) -> Any:
+    """Drop the auto-generated ``name`` of serialized objects (``sgd_3``) from a config."""
+    if isinstance(config, dict):
+        cleaned = {key: _without_object_names(value) for key, value in config.items()}
+        inner = cleaned.get("config")
+        if "class_name" in cleaned and isinstance(inner, dict):
+            cleaned["config"] = {k: v for k, v in inner.items() if k != "name"}
+        return cleaned
+    if isinstance(config, (list, tuple)):
+        return [_without_object_names(value) for value in config]
+    return config
+
+
+def _array_digest(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, (list, tuple)):
+        return [_array_digest(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _array_digest(v) for k, v in sorted(value.items())}
+    try:
+        array = np.asarray(value)
+    except Exception:  # a tf.data.Dataset, a generator...
+        return None
+    if array.dtype == object:
+        return None
+    array = np.ascontiguousarray(array)
+    digest = hashlib.blake2b(array.view(np.uint8).reshape(-1), digest_size=16).hexdigest()
+    return {"shape": list(array.shape), "dtype": str(array.dtype), "blake2b": digest}
+
+
+def _callback_signature(callback: Any, epochs: int, initial_epoch: int) -> Any:
+    signature: dict[str, Any] = {"class": type(callback).__name__}
+    schedule = getattr(callback, "schedule", None)
+    if callable(schedule):  # LearningRateScheduler: its values over the run are what matter
+        values = []
+        lr = 1.0
+        for epoch in range(initial_epoch, epochs):
+            try:
+                lr = float(schedule(epoch, lr))
+            except TypeError:
+                lr = float(schedule(epoch))
+            values.append(round(lr, 12))
+        signature["schedule"] = values
+    for attribute in ("monitor", "patience", "min_delta", "restore_best_weights", "factor"):
+        if hasattr(callback, attribute):
+            signature[attribute] = repr(getattr(callback, attribute))
+    return signature
+
+
+_FIT_ARGUMENTS = (
+    "batch_size", "epochs", "validation_split", "shuffle", "class_weight",
+    "initial_epoch", "steps_per_epoch", "validation_steps", "validation_batch_size",
+    "validation_freq",
+)
+
+
+def fingerprint(model: Any, arguments: dict[str, Any]) -> str | None:
+    """A stable hex key for ``model.fit(**arguments)``; None if the data cannot be hashed."""
+    data = _array_digest(arguments.get("x"))
+    if data is None:
+        return None
+    epochs = int(arguments.get("epochs") or 1)
+    initial_epoch = int(arguments.get("initial_epoch") or 0)
+    try:
+        compile_config = _without_object_names(model.get_compile_config())
+    except Exception:
+        compile_config = None
+    payload = {
+        "architecture": architecture_signature(model),
+        "compile": compile_config,
+        "fit": {name: arguments.get(name) for name in _FIT_ARGUMENTS},
+        "x": data,
+        "y": _array_digest(arguments.get("y")),
+        "sample_weight": _array_digest(arguments.get("sample_weight")),
+        "validation_data": _array_digest(arguments.get("validation_data")),
+        "callbacks": [
+            _callback_signature(c, epochs, initial_epoch) for c in arguments.get("callbacks") or []
+        ],
+        "previous_fit": getattr(model, "_convlab_fit_key", None),
+    }
+    text = json.dumps(payload, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
+
+
+# ------------------------------------------------------------------------------ storage
+
+
+def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
+    os.close(handle)
+    os.unlink(temporary)
+    temp_path = Path(temporary).with_suffix(path.suffix)
+    try:
+        write(temp_path)
+        os.replace(temp_path, path)
+    finally:
+        if temp_path.exists():
+            temp_path.unlink()
+
+
+def _jsonable(values: Any) -> Any:
+    if isinstance(values, dict):
+        return {str(k): _jsonable(v) for k, v in values.items()}
+    if isinstance(values, (list, tuple)):
+        return [_jsonable(v) for v in values]
+    if isinstance(values, (np.generic, np.ndarray)):
+        return _jsonable(values.tolist())
+    if isinstance(values, float) and not math.isfinite(values):
+        return None
+    if hasattr(values, "numpy"):
+        return _jsonable(values.numpy())
+    return values
+
+
+def read_manifest(directory: Path) -> dict[str, Any]:
+    """``manifest.json`` of an artifacts folder: fingerprint -> what was trained."""
+    try:
+        return json.loads((directory / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _caller_names(model: Any) -> list[str]:
+    """Global names in the notebook that refer to ``model`` (for the manifest)."""
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith(("keras", "convlab")):
+        frame = frame.f_back
+    if frame is None:
+        return []
+    return sorted(k for k, v in frame.f_globals.items() if v is model and not k.startswith("_"))
+
+
+def save(model: Any, key: str, history: Any, directory: Path, names: list[str]) -> Path:
+    """Write the trained model, its history and its manifest entry."""
+    path = directory / f"{key}.keras"
+    _atomic_write(path, lambda p: model.save(p))
+    record = {"history": _jsonable(history.history), "epoch": list(history.epoch),
+              "params": _jsonable(history.params)}
+    _atomic_write(directory / f"{key}.history.json",
+                  lambda p: p.write_text(json.dumps(record, indent=1)))
+    manifest = read_manifest(directory)
+    manifest[key] = {"file": path.name, "variables": names,
+                     "epochs": len(history.epoch), "layers": len(model.layers)}
+    _atomic_write(directory / MANIFEST,
+                  lambda p: p.write_text(json.dumps(manifest, indent=1, sort_keys=True)))
+    return path
+
+
+def restore(model: Any, key: str, directory: Path, x: Any) -> Any:
+    """Load the weights saved under ``key`` into ``model`` and return its recorded History."""
+    import keras
+
+    if not model.built:
+        model.build((None, *np.asarray(x).shape[1:]))
+    model.load_weights(directory / f"{key}.keras")
+    history = keras.callbacks.History()
+    history.set_model(model)
+    try:
+        record = json.loads((directory / f"{key}.history.json").read_text())
+    except (OSError, ValueError):
+        record = {}
+    history.history = record.get("history", {})
+    history.epoch = record.get("epoch", [])
+    history.params = record.get("params", {})
+    model.history = history
+    return history
+
+
+# ------------------------------------------------------------------------------ fit hook
+
+
+def _cached_fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+    original = _state["original_fit"]
+    bound = inspect.signature(original).bind(self, *args, **kwargs)
+    bound.apply_defaults()
+    arguments = dict(bound.arguments)
+    arguments.pop("self", None)
+    key = fingerprint(self, arguments)
+    directory = artifacts_dir()
+    retrain = os.environ.get(ENV_RETRAIN, "") not in ("", "0")
+    if key is not None and not retrain and (directory / f"{key}.keras").is_file():
+        try:
+            history = restore(self, key, directory, arguments["x"])
+        except Exception as error:  # a corrupt or incompatible file: train instead
+            print(f"Не удалось загрузить {directory / key}.keras ({error}); модель будет обучена.")
+        else:
+            self._convlab_fit_key = key
+            print(f"Модель уже обучена: веса загружены из {directory / key}.keras, "
+                  "обучение пропущено. Чтобы обучить заново, удалите этот файл.")
+            return history
+    history = original(self, *args, **kwargs)
+    if key is not None:
+        save(self, key, history, directory, _caller_names(self))
+        self._convlab_fit_key = key
+    return history
+
+
+def enable(directory: str | os.PathLike[str] = "artifacts") -> None:
+    """Make ``keras.Model.fit`` keep and reuse trained models in ``directory``."""
+    import keras
+
+    _state["dir"] = str(directory)
+    if _state["original_fit"] is None:
+        _state["original_fit"] = keras.Model.fit
+        keras.Model.fit = _cached_fit
+
+
+def disable() -> None:
+    """Restore keras' own ``Model.fit``."""
+    import keras
+
+    if _state["original_fit"] is not None:
+        keras.Model.fit = _state["original_fit"]
+        _state["original_fit"] = None
