@@ -31,6 +31,8 @@ import numpy as np
 
 ENV_DIR = "CONVLAB_ARTIFACTS"
 ENV_RETRAIN = "CONVLAB_RETRAIN"
+ENV_NO_TRAIN = "CONVLAB_NO_TRAIN"  #: "1": a fit without a saved model raises instead of training
+ENV_LOG = "CONVLAB_ARTIFACTS_LOG"  #: a file to which every fingerprint used is appended
 MANIFEST = "manifest.json"
 
 _state: dict[str, Any] = {"dir": None, "original_fit": None}
@@ -271,14 +273,33 @@ def _cached_fit(self: Any, *args: Any, **kwargs: Any) -> Any:
             print(f"Не удалось загрузить {directory / key}.keras ({error}); модель будет обучена.")
         else:
             self._convlab_fit_key = key
+            _log_use(key)
             print(f"Модель уже обучена: веса загружены из {directory / key}.keras, "
                   "обучение пропущено. Чтобы обучить заново, удалите этот файл.")
             return history
+    if os.environ.get(ENV_NO_TRAIN, "") not in ("", "0"):
+        raise MissingArtifact(
+            f"Нет сохранённой обученной модели {directory / str(key)}.keras для этого вызова fit, "
+            "а обучение отключено (CONVLAB_NO_TRAIN=1). Модель, её компиляция, данные или "
+            "аргументы fit отличаются от тех, с которыми она была обучена."
+        )
     history = original(self, *args, **kwargs)
     if key is not None:
         save(self, key, history, directory, _caller_names(self))
         self._convlab_fit_key = key
+        _log_use(key)
     return history
+
+
+class MissingArtifact(RuntimeError):
+    """A fit had to train, but training is disabled (``CONVLAB_NO_TRAIN``)."""
+
+
+def _log_use(key: str) -> None:
+    log = os.environ.get(ENV_LOG)
+    if log:
+        with open(log, "a", encoding="utf-8") as handle:
+            handle.write(key + "\n")
 
 
 def enable(directory: str | os.PathLike[str] = "artifacts") -> None:

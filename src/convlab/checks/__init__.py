@@ -1,0 +1,89 @@
+"""The checks vocabulary of the hidden and public tests.
+
+Every check raises :class:`CheckFailed` (an ``AssertionError``) whose message, in Russian for
+students, says what was expected and what was found. Tests read like sentences::
+
+    checks.layer_sequence(model4, ["Conv2D 32 3x3 same relu", "MaxPool 2", ...])
+    checks.accuracy_at_least(model4, "cifar10", checks.threshold("lab5_cnn", "model4"))
+"""
+
+from convlab.checks.answers import (
+    answer_close,
+    answer_equals,
+    is_fraction,
+    is_integer,
+    is_integer_list,
+    is_label_vector,
+    is_shape,
+    is_string_list,
+    same_names,
+)
+from convlab.checks.base import CheckFailed, threshold
+from convlab.checks.data import (
+    image_format,
+    image_shape,
+    pristine,
+    scaled_like_raw,
+    train_size,
+)
+from convlab.checks.figures import (
+    feature_map_grid,
+    image_grid,
+    shows_training_images,
+    train_image,
+)
+from convlab.checks.models import (
+    batchnorm_after,
+    batchnorm_param_counts,
+    compiled_with,
+    describe_layers,
+    dropout_after_dense,
+    is_trained,
+    layer_sequence,
+    output_layer,
+    parameterless_layer_types,
+    trainable_split,
+)
+from convlab.checks.performance import (
+    accuracy_at_least,
+    more_accurate,
+    predicted_labels,
+    test_accuracy,
+)
+
+__all__ = [
+    "CheckFailed",
+    "accuracy_at_least",
+    "answer_close",
+    "answer_equals",
+    "batchnorm_after",
+    "batchnorm_param_counts",
+    "compiled_with",
+    "describe_layers",
+    "dropout_after_dense",
+    "feature_map_grid",
+    "image_format",
+    "image_grid",
+    "image_shape",
+    "is_fraction",
+    "is_integer",
+    "is_integer_list",
+    "is_label_vector",
+    "is_shape",
+    "is_string_list",
+    "is_trained",
+    "layer_sequence",
+    "more_accurate",
+    "output_layer",
+    "parameterless_layer_types",
+    "predicted_labels",
+    "pristine",
+    "same_names",
+    "scaled_like_raw",
+    "shows_training_images",
+    "test_accuracy",
+    "threshold",
+    "train_image",
+    "train_size",
+    "trainable_split",
+]

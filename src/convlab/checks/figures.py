@@ -1,0 +1,92 @@
+"""Checks of matplotlib figures: what the panels actually draw."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from convlab.checks.base import CheckFailed, fail, require, show
+from convlab.checks.data import _prepare, _raw
+from convlab.checks.models import need_model
+
+
+def _image_axes(fig: Any, name: str) -> list[Any]:
+    from matplotlib.figure import Figure
+
+    if not isinstance(fig, Figure):
+        raise fail(name, "фигура matplotlib (fig, axes = plt.subplots(...))",
+                   show(fig) if fig is None else type(fig).__name__)
+    return [ax for ax in fig.axes if ax.images]
+
+
+def _drawn(ax: Any) -> np.ndarray:
+    return np.asarray(ax.images[-1].get_array(), dtype=np.float64)
+
+
+def image_grid(fig: Any, rows: int, cols: int, name: str = "fig") -> None:
+    """The figure is a ``rows`` x ``cols`` grid with an image in every panel."""
+    panels = _image_axes(fig, name)
+    require(len(panels) == rows * cols, f"{name}: число панелей с изображениями", rows * cols,
+            len(panels))
+    spec = panels[0].get_subplotspec()
+    geometry = spec.get_geometry()[:2] if spec is not None else None
+    require(geometry == (rows, cols), f"{name}: сетка панелей", f"{rows}×{cols}",
+            "×".join(map(str, geometry)) if geometry else "панели вне сетки")
+
+
+def feature_map_grid(fig: Any, model: Any, image: np.ndarray, name: str = "fig") -> None:
+    """Each of the panels draws a different channel of the first Conv2D layer's output
+    for ``image`` (a batch of one), and together they show all channels."""
+    import keras
+
+    need_model(model, "model2")
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    require(bool(convs), "model2: первый свёрточный слой", "слой Conv2D", "его нет")
+    maps = np.asarray(convs[0](image))[0]
+    channels = maps.shape[-1]
+    panels = _image_axes(fig, name)
+    require(len(panels) == channels, f"{name}: число панелей", channels, len(panels))
+    seen: set[int] = set()
+    for number, ax in enumerate(panels):
+        drawn = _drawn(ax)
+        if drawn.shape != maps.shape[:2]:
+            raise fail(f"{name}, панель №{number + 1}: размер изображения",
+                       f"{maps.shape[:2]} (карта признаков первого свёрточного слоя)", drawn.shape)
+        scale = max(float(np.abs(maps).max()), 1e-6)
+        matches = [k for k in range(channels)
+                   if np.allclose(drawn, maps[..., k], atol=1e-4 * scale, rtol=1e-4)]
+        if not matches:
+            raise CheckFailed(
+                f"{name}, панель №{number + 1}: ожидался один из {channels} каналов выхода "
+                "первого свёрточного слоя model2 для выбранного изображения, получено "
+                "изображение, не совпадающее ни с одним каналом."
+            )
+        seen.update(matches[:1])
+    require(len(seen) == channels, f"{name}: показанные каналы", f"все {channels} каналов",
+            f"{len(seen)} различных")
+
+
+def train_image(dataset: str, index: int) -> np.ndarray:
+    """Training image ``index`` of a fresh load, prepared (a batch of one)."""
+    (x_train, _), _ = _raw(dataset)
+    return _prepare(x_train[index : index + 1])
+
+
+def shows_training_images(fig: Any, dataset: str, count: int, name: str = "fig4") -> None:
+    """At least ``count`` panels, each an image of the dataset's training split
+    (drawn in [0, 1] floats or as uint8 pixels)."""
+    (raw_train, _), _ = _raw(dataset)
+    panels = _image_axes(fig, name)
+    require(len(panels) >= count, f"{name}: число изображений", f"не менее {count}", len(panels))
+    for number, ax in enumerate(panels[:count]):
+        drawn = _drawn(ax)
+        require(drawn.shape == raw_train.shape[1:], f"{name}, панель №{number + 1}: размер",
+                raw_train.shape[1:], drawn.shape)
+        pixels = np.rint(drawn * 255 if drawn.max() <= 1.0 else drawn).astype(np.int16)
+        first_row = np.abs(raw_train[:, 0].astype(np.int16) - pixels[0]) <= 1
+        candidates = raw_train[np.all(first_row, axis=tuple(range(1, first_row.ndim)))]
+        found = np.any(np.all(np.abs(candidates.astype(np.int16) - pixels) <= 1,
+                              axis=tuple(range(1, candidates.ndim))))
+        require(bool(found), f"{name}, панель №{number + 1}",
+                "изображение из обучающей выборки", "изображение, которого нет в выборке")

@@ -1,0 +1,72 @@
+"""Accuracy of trained models, computed by the check on a pristine copy of the test data."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import numpy as np
+
+from convlab.checks.base import fail, require, show
+from convlab.checks.data import pristine
+from convlab.checks.models import need_model
+
+_cache: dict[tuple[int, str, str], np.ndarray] = {}
+
+
+def _weights_digest(model: Any) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for weight in model.get_weights():
+        digest.update(np.ascontiguousarray(weight).view(np.uint8).reshape(-1))
+    return digest.hexdigest()
+
+
+def predictions(model: Any, dataset: str) -> np.ndarray:
+    """Predicted class numbers for the pristine test images (cached per model weights)."""
+    key = (id(model), _weights_digest(model), dataset)
+    if key not in _cache:
+        x_test, _ = pristine(dataset)
+        import keras
+
+        # keras' own predict, even if the notebook replaced it on the model object
+        scores = keras.Model.predict(model, x_test, batch_size=1000, verbose=0)
+        scores = np.asarray(scores)
+        if scores.ndim != 2 or scores.shape[0] != len(x_test):
+            raise fail("выход модели", "массив (N, число классов)", show(scores))
+        _cache[key] = np.argmax(scores, axis=1)
+    return _cache[key]
+
+
+def test_accuracy(model: Any, dataset: str) -> float:
+    """Accuracy on the pristine test split."""
+    need_model(model, "модель")
+    _, y_test = pristine(dataset)
+    return float(np.mean(predictions(model, dataset) == y_test))
+
+
+def accuracy_at_least(model: Any, dataset: str, minimum: float, name: str = "модель") -> None:
+    """Test accuracy of the trained ``model`` is at least ``minimum``."""
+    need_model(model, name)
+    accuracy = test_accuracy(model, dataset)
+    require(accuracy >= minimum, f"{name}: точность на тестовой выборке",
+            f"не менее {minimum:.2f}", f"{accuracy:.4f}")
+
+
+def more_accurate(model: Any, baseline: Any, dataset: str, name: str, baseline_name: str) -> None:
+    """``model`` is more accurate on the test split than ``baseline``."""
+    need_model(model, name)
+    need_model(baseline, baseline_name)
+    accuracy, reference = test_accuracy(model, dataset), test_accuracy(baseline, dataset)
+    require(accuracy > reference, f"{name}: точность на тестовой выборке",
+            f"больше, чем у {baseline_name} ({reference:.4f})", f"{accuracy:.4f}")
+
+
+def predicted_labels(labels: Any, model: Any, dataset: str, name: str = "y_pred_labels") -> None:
+    """``labels`` are the class numbers the model predicts for the test images."""
+    need_model(model, "модель")
+    expected = predictions(model, dataset)
+    array = np.asarray(labels).reshape(-1) if labels is not None else np.array([])
+    require(array.shape == expected.shape, f"{name}: размер", expected.shape, array.shape)
+    agreement = float(np.mean(array == expected))
+    require(agreement >= 0.999, f"{name}: совпадение с argmax выхода сети по тестовой выборке",
+            "не менее 99.9%", f"{agreement:.2%}")
