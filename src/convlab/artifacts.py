@@ -35,7 +35,7 @@ ENV_NO_TRAIN = "CONVLAB_NO_TRAIN"  #: "1": a fit without a saved model raises in
 ENV_LOG = "CONVLAB_ARTIFACTS_LOG"  #: a file to which every fingerprint used is appended
 MANIFEST = "manifest.json"
 
-_state: dict[str, Any] = {"dir": None, "original_fit": None}
+_state: dict[str, Any] = {"dir": None, "original_fit": None, "signature": None}
 
 
 def artifacts_dir() -> Path:
@@ -209,13 +209,14 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 
 def _caller_names(model: Any) -> list[str]:
-    """Global names in the notebook that refer to ``model`` (for the manifest)."""
+    """Names in the calling notebook cell that refer to ``model`` (for the manifest)."""
     frame = sys._getframe(2)
     while frame is not None and frame.f_globals.get("__name__", "").startswith(("keras", "convlab")):
         frame = frame.f_back
     if frame is None:
         return []
-    return sorted(k for k, v in frame.f_globals.items() if v is model and not k.startswith("_"))
+    scope = {**frame.f_globals, **frame.f_locals}
+    return sorted(k for k, v in scope.items() if v is model and not k.startswith("_"))
 
 
 def save(model: Any, key: str, history: Any, directory: Path, names: list[str]) -> Path:
@@ -259,7 +260,7 @@ def restore(model: Any, key: str, directory: Path, x: Any) -> Any:
 
 def _cached_fit(self: Any, *args: Any, **kwargs: Any) -> Any:
     original = _state["original_fit"]
-    bound = inspect.signature(original).bind(self, *args, **kwargs)
+    bound = _state["signature"].bind(self, *args, **kwargs)
     bound.apply_defaults()
     arguments = dict(bound.arguments)
     arguments.pop("self", None)
@@ -307,8 +308,10 @@ def enable(directory: str | os.PathLike[str] = "artifacts") -> None:
     import keras
 
     _state["dir"] = str(directory)
+    artifacts_dir().mkdir(parents=True, exist_ok=True)  # grader.export() zips this folder
     if _state["original_fit"] is None:
         _state["original_fit"] = keras.Model.fit
+        _state["signature"] = inspect.signature(keras.Model.fit)
         keras.Model.fit = _cached_fit
 
 

@@ -83,6 +83,9 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_data)
 
     args = parser.parse_args(argv)
+    from convlab import datasets
+
+    datasets.absolutize_env()
     return args.func(args)
 
 

@@ -46,6 +46,13 @@ def datasets_root() -> Path | None:
     return Path(value).expanduser().resolve() if value else None
 
 
+def absolutize_env() -> None:
+    """Make ``CONVLAB_DATASETS`` absolute, so kernels started in other folders find it."""
+    root = datasets_root()
+    if root is not None:
+        os.environ[ENV_VAR] = str(root)
+
+
 def _expected_checksums(root: Path) -> dict[str, str]:
     sums = dict(KNOWN_SHA256)
     listing = root / "SHA256SUMS"

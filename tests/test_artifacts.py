@@ -1,0 +1,134 @@
+"""Model.fit keeps trained models and never retrains an unchanged one."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+keras = pytest.importorskip("keras")
+
+from convlab import artifacts  # noqa: E402
+
+X = np.random.default_rng(0).random((64, 8, 8, 1), dtype=np.float32)
+Y = (X.mean(axis=(1, 2, 3)) > 0.5).astype("uint8")
+
+
+def make(kind: str = "functional", filters: int = 4, loss: str = "sparse_categorical_crossentropy"):
+    if kind == "sequential":
+        model = keras.Sequential([keras.layers.Conv2D(filters, 3, activation="relu"),
+                                  keras.layers.Flatten(), keras.layers.Dense(2, activation="softmax")])
+    else:
+        inputs = keras.Input((8, 8, 1))
+        hidden = keras.layers.Flatten()(keras.layers.Conv2D(filters, 3, activation="relu")(inputs))
+        model = keras.Model(inputs, keras.layers.Dense(2, activation="softmax")(hidden))
+    model.compile(optimizer="sgd", loss=loss, metrics=["accuracy"])
+    return model
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """fit() with artifacts in a temporary folder; counts real trainings."""
+    monkeypatch.chdir(tmp_path)
+    for var in (artifacts.ENV_DIR, artifacts.ENV_NO_TRAIN, artifacts.ENV_RETRAIN, artifacts.ENV_LOG):
+        monkeypatch.delenv(var, raising=False)
+    artifacts.enable("artifacts")
+    original = artifacts._state["original_fit"]
+    calls = []
+
+    def counting_fit(self, *args, **kwargs):
+        calls.append(1)
+        return original(self, *args, **kwargs)
+
+    artifacts._state["original_fit"] = counting_fit
+    keras.utils.set_random_seed(1)
+    yield calls
+    artifacts._state["original_fit"] = original
+    artifacts.disable()
+
+
+@pytest.mark.parametrize("kind", ["functional", "sequential"])
+def test_refit_of_recreated_model_restores_weights(cache, kind: str) -> None:
+    """Is a re-created, unchanged model restored (same weights and history) instead of retrained?"""
+    first = make(kind)
+    history = first.fit(X, Y, epochs=2, verbose=0)
+    second = make(kind)  # new layer names (conv2d_1, ...), same architecture
+    restored = second.fit(X, Y, epochs=2, verbose=0)
+    assert len(cache) == 1
+    for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert restored.history == history.history  # JSON keeps float64 exactly
+    assert second.history is restored and restored.epoch == [0, 1]
+
+
+@pytest.mark.parametrize("change", ["architecture", "compile", "epochs", "data"])
+def test_any_change_retrains(cache, change: str) -> None:
+    """Does changing the model, its compilation, the fit arguments or the data train again?"""
+    make().fit(X, Y, epochs=2, verbose=0)
+    model = make(filters=8) if change == "architecture" else make(loss="mse") \
+        if change == "compile" else make()
+    x = X * 0.5 if change == "data" else X
+    y = keras.utils.to_categorical(Y, 2) if change == "compile" else Y
+    model.fit(x, y, epochs=3 if change == "epochs" else 2, verbose=0)
+    assert len(cache) == 2
+
+
+def test_continued_training_is_a_new_fit(cache) -> None:
+    """Does a second fit on the same model continue training rather than reload the first?"""
+    model = make()
+    model.fit(X, Y, epochs=1, verbose=0)
+    model.fit(X, Y, epochs=1, verbose=0)
+    assert len(cache) == 2
+    again = make()
+    again.fit(X, Y, epochs=1, verbose=0)
+    again.fit(X, Y, epochs=1, verbose=0)
+    assert len(cache) == 2  # the whole chain is restored on a re-run
+    for a, b in zip(model.get_weights(), again.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_manifest_names_the_notebook_variable(cache) -> None:
+    """Does the manifest record which notebook variable held the trained model?"""
+    model_a = make()
+    model_a.fit(X, Y, epochs=1, verbose=0)
+    manifest = json.loads(Path("artifacts/manifest.json").read_text())
+    (entry,) = manifest.values()
+    assert "model_a" in entry["variables"] and entry["epochs"] == 1
+    assert (Path("artifacts") / entry["file"]).is_file()
+
+
+def test_no_train_mode_refuses_to_train(cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With CONVLAB_NO_TRAIN=1, does a fit without saved weights fail with a clear error?"""
+    monkeypatch.setenv(artifacts.ENV_NO_TRAIN, "1")
+    with pytest.raises(artifacts.MissingArtifact, match="CONVLAB_NO_TRAIN"):
+        make().fit(X, Y, epochs=1, verbose=0)
+    assert cache == []
+
+
+def test_retrain_variable_forces_training(cache, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Does CONVLAB_RETRAIN=1 train even when weights are saved?"""
+    make().fit(X, Y, epochs=1, verbose=0)
+    monkeypatch.setenv(artifacts.ENV_RETRAIN, "1")
+    make().fit(X, Y, epochs=1, verbose=0)
+    assert len(cache) == 2
+
+
+def test_corrupt_artifact_trains_instead(cache) -> None:
+    """Is a corrupt saved model replaced by training rather than crashing the notebook?"""
+    make().fit(X, Y, epochs=1, verbose=0)
+    (saved,) = Path("artifacts").glob("*.keras")
+    saved.write_bytes(b"not a keras file")
+    make().fit(X, Y, epochs=1, verbose=0)
+    assert len(cache) == 2
+
+
+def test_used_fingerprints_are_logged(cache, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Does CONVLAB_ARTIFACTS_LOG receive each fingerprint used (trained or restored)?"""
+    log = tmp_path / "used.log"
+    monkeypatch.setenv(artifacts.ENV_LOG, str(log))
+    make().fit(X, Y, epochs=1, verbose=0)
+    make().fit(X, Y, epochs=1, verbose=0)
+    keys = log.read_text().split()
+    assert len(keys) == 2 and keys[0] == keys[1]
