@@ -43,7 +43,7 @@ def test_install_routes_keras_loaders(datasets_root: Path, monkeypatch: pytest.M
     monkeypatch.setattr(keras.datasets.mnist, "load_data", keras.datasets.mnist.load_data)
     monkeypatch.setattr(keras.datasets.cifar10, "load_data", keras.datasets.cifar10.load_data)
     assert datasets.install()
-    (x_train, y_train), _ = tf.keras.datasets.mnist.load_data()
+    (x_train, _), _ = tf.keras.datasets.mnist.load_data()
     (expected, _), _ = datasets.load_mnist(datasets_root)
     assert np.array_equal(x_train, expected)
     (cx_train, _), (cx_test, _) = tf.keras.datasets.cifar10.load_data()
@@ -82,7 +82,8 @@ def test_missing_file_names_file(datasets_root: Path, tmp_path: Path) -> None:
     """Does a missing file raise an error naming it and its expected checksum?"""
     root = _copy_mnist(datasets_root, tmp_path)
     (root / "mnist" / "train-images-idx3-ubyte.gz").unlink()
-    with pytest.raises(datasets.DatasetError, match="train-images-idx3-ubyte.gz: file not found.*440fcabf"):
+    pattern = r"train-images-idx3-ubyte\.gz: file not found.*440fcabf"
+    with pytest.raises(datasets.DatasetError, match=pattern):
         datasets.load_mnist(root)
 
 

@@ -293,13 +293,14 @@ def submission_zip(notebook: Path, artifacts: Path | None, dest: Path) -> Path:
 
 
 def otter_run(submission: Path, autograder_zip: Path, output: Path,
-              timeout: float | None = None) -> dict:
+              timeout: float | None = None, env: dict[str, str] | None = None) -> dict:
     """Grade one submission with the real ``otter run`` CLI; return its results.json."""
     output.mkdir(parents=True, exist_ok=True)
     otter = Path(sys.executable).with_name("otter")
     result = subprocess.run(
         [str(otter), "run", "-a", str(autograder_zip), "-o", str(output), "--no-logo",
-         str(submission)], capture_output=True, text=True, timeout=timeout)
+         str(submission)], capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
     (output / "otter-run.log").write_text(result.stdout + "\n" + result.stderr)
     results = output / "results.json"
     if result.returncode != 0 or not results.is_file():

@@ -19,6 +19,7 @@ from typing import Any
 import nbformat
 import numpy as np
 
+
 #: What each calibrated model trains on and how (the notebook's fit arguments).
 @dataclass(frozen=True, kw_only=True)
 class ModelPlan:
@@ -122,3 +123,43 @@ def thresholds(lab: str, runs: list[dict[str, Any]]) -> dict[str, float]:
     for name, value in FIXED.get(lab, {}).items():
         result[name] = value
     return result
+
+
+def report(lab: str, runs: list[dict[str, Any]], chosen: dict[str, float]) -> str:
+    """Markdown table of the runs and the chosen thresholds."""
+    lines = [
+        f"## {lab}",
+        "",
+        "| model | epochs | seeds | test accuracy per seed | mean | sd | min | threshold |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for name in PLANS[lab]:
+        mine = sorted((r for r in runs if r["model"] == name), key=lambda r: r["seed"])
+        if not mine:
+            continue
+        values = [r["test_accuracy"] for r in mine]
+        sd = statistics.stdev(values) if len(values) > 1 else float("nan")
+        fixed = " (fixed by the lab text)" if name in FIXED.get(lab, {}) else ""
+        lines.append(
+            f"| {name} | {mine[0]['epochs']} | {', '.join(str(r['seed']) for r in mine)} | "
+            f"{', '.join(f'{v:.4f}' for v in values)} | {statistics.mean(values):.4f} | "
+            f"{sd:.4f} | {min(values):.4f} | {chosen.get(name, float('nan')):.2f}{fixed} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(lab: str, runs: list[dict[str, Any]], thresholds_file: Path, doc: Path) -> dict[str, float]:
+    """Store the thresholds for the checks and the calibration section of the docs."""
+    chosen = thresholds(lab, runs)
+    data = json.loads(thresholds_file.read_text())
+    data["thresholds"][lab] = chosen
+    thresholds_file.write_text(json.dumps(data, indent=1) + "\n")
+    marker = f"<!-- {lab} -->"
+    text = doc.read_text() if doc.is_file() else ""
+    section = f"{marker}\n{report(lab, runs, chosen)}{marker}\n"
+    if marker in text:
+        start, end = text.index(marker), text.rindex(marker) + len(marker) + 1
+        text = text[:start] + section + text[end:]
+    else:
+        text += "\n" + section
+    doc.write_text(text)
+    return chosen

@@ -42,7 +42,12 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     if not args.report_only:
         calibration.run(args.lab, master, out, _seeds(args.seeds), args.model or None)
     runs = json.loads(out.read_text())["runs"]
-    print(json.dumps(calibration.thresholds(args.lab, runs), indent=1))
+    if args.write:
+        chosen = calibration.write(args.lab, runs, Path(calibration.__file__).with_name(
+            "thresholds.json"), root / "docs" / "calibration.md")
+    else:
+        chosen = calibration.thresholds(args.lab, runs)
+    print(json.dumps(chosen, indent=1))
     return 0
 
 
@@ -54,7 +59,7 @@ def cmd_data(args: argparse.Namespace) -> int:
         print(f"{datasets.ENV_VAR} is not set: keras will download the datasets", file=sys.stderr)
         return 1
     for name in datasets.LOADERS:
-        (x_train, y_train), (x_test, y_test) = datasets.load(name)
+        (x_train, _), (x_test, _) = datasets.load(name)
         print(f"{name}: train {x_train.shape} {x_train.dtype}, test {x_test.shape}; checksums ok")
     return 0
 
@@ -76,7 +81,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("lab")
     p.add_argument("--seeds", default="0-4")
     p.add_argument("--model", action="append")
-    p.add_argument("--report-only", action="store_true")
+    p.add_argument("--report-only", action="store_true", help="use the recorded runs only")
+    p.add_argument("--write", action="store_true",
+                   help="store thresholds in the package and docs/calibration.md")
     p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("data", help="verify and summarize the offline datasets")

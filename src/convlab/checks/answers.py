@@ -56,9 +56,14 @@ def is_label_vector(value: Any, name: str) -> None:
 
 def answer_equals(value: Any, expected: Any, name: str) -> None:
     """``value == expected``."""
-    equal = value == expected
-    if isinstance(equal, np.ndarray):
-        equal = bool(equal.all())
+    if isinstance(value, np.ndarray) or isinstance(expected, np.ndarray):
+        # same shape and elements: `==` would broadcast (an empty array "equals" anything)
+        # or raise on mismatched shapes
+        equal = np.array_equal(value, expected)
+    else:
+        equal = value == expected
+        if isinstance(equal, np.ndarray):
+            equal = bool(equal.all())
     require(bool(equal), name, show(expected), show(value))
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from convlab.checks.base import CheckFailed, fail, require, show
 from convlab.checks.data import _prepare, _raw
-from convlab.checks.models import need_model
+from convlab.checks.models import _leaf_layers, need_model
 
 
 def _image_axes(fig: Any, name: str) -> list[Any]:
@@ -41,7 +41,8 @@ def feature_map_grid(fig: Any, model: Any, image: np.ndarray, name: str = "fig")
     import keras
 
     need_model(model, "model2")
-    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    # leaf layers: a Conv2D inside a nested block counts (as in the model checks)
+    convs = [layer for layer in _leaf_layers(model) if isinstance(layer, keras.layers.Conv2D)]
     require(bool(convs), "model2: первый свёрточный слой", "слой Conv2D", "его нет")
     maps = np.asarray(convs[0](image))[0]
     channels = maps.shape[-1]
@@ -62,7 +63,10 @@ def feature_map_grid(fig: Any, model: Any, image: np.ndarray, name: str = "fig")
                 "первого свёрточного слоя model2 для выбранного изображения, получено "
                 "изображение, не совпадающее ни с одним каналом."
             )
-        seen.update(matches[:1])
+        # identical channels (e.g. all-zero ReLU maps) match several panels: count a channel
+        # not yet shown when there is one
+        unseen = [k for k in matches if k not in seen]
+        seen.add((unseen or matches)[0])
     require(len(seen) == channels, f"{name}: показанные каналы", f"все {channels} каналов",
             f"{len(seen)} различных")
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from convlab.checks.base import CheckFailed, fail, require, show
 
 
@@ -200,7 +202,10 @@ def dropout_after_dense(model: Any, *, min_rate: float, max_rate: float,
 
 def _loss_name(loss: Any) -> str:
     if isinstance(loss, str):
-        return loss.lower()
+        if loss.islower() or loss.isupper():  # "sparse_categorical_crossentropy", "MSE"
+            return loss.lower()
+        # keras also accepts class names: "SparseCategoricalCrossentropy"
+        return "".join("_" + c.lower() if c.isupper() else c for c in loss).lstrip("_")
     if isinstance(loss, dict):
         return _loss_name(next(iter(loss.values())))
     cls = type(loss).__name__ if not callable(loss) or hasattr(loss, "get_config") else loss.__name__
@@ -253,7 +258,9 @@ def is_trained(model: Any, name: str) -> None:
     history = getattr(model, "history", None)
     epochs = len(getattr(history, "epoch", []) or [])
     optimizer = getattr(model, "optimizer", None)
-    iterations = int(getattr(optimizer, "iterations", 0) or 0) if optimizer is not None else 0
+    # a Keras Variable cannot be used as a boolean: convert it, never `or` it
+    counter = getattr(optimizer, "iterations", None) if optimizer is not None else None
+    iterations = int(np.asarray(counter)) if counter is not None else 0
     require(epochs > 0 or iterations > 0, f"{name}: обучение",
             f"обученная модель (вызов {name}.fit(...))", "модель не обучалась")
 

@@ -1,0 +1,169 @@
+"""Benchmark Lab 5: grading, student checks, Run All and the build, on this machine.
+
+    CONVLAB_DATASETS=../shared/datasets python benchmarks/bench_lab5.py [--skip-retrain]
+
+Measures wall time and peak memory (sum of RSS over the whole process tree, sampled every
+0.1 s) of:
+
+* grading the solution submission (notebook + trained models) with ``otter run``, against
+  the obvious alternative, full re-execution: the same notebook without its models, so
+  ``otter run`` retrains all six (``--skip-retrain`` leaves this out: about 12 minutes);
+* "Run All" of the solution notebook with its models (no training) and each student-side
+  ``grader.check`` (public tests), from the cell timings of that run;
+* ``convlab build --check`` (assign, normalize, execute the solution without training).
+
+Results go to ``benchmarks/results/lab5_cnn.json`` and are printed as a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+
+import nbformat
+import psutil
+
+from convlab import build, datasets
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB = "lab5_cnn"
+
+
+class PeakMemory:
+    """Peak RSS summed over a process and all its descendants, sampled in a thread."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                root = psutil.Process(self.pid)
+                total = root.memory_info().rss
+                for child in root.children(recursive=True):
+                    try:
+                        total += child.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak = max(self.peak, total)
+            except psutil.Error:
+                pass
+            time.sleep(0.1)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measure(command: list[str], cwd: Path | None = None) -> dict[str, float]:
+    """Run a command; return its wall time and the peak memory of its process tree."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    with PeakMemory(process.pid) as memory:
+        output, _ = process.communicate()
+    seconds = time.perf_counter() - start
+    if process.returncode != 0:
+        raise RuntimeError(f"{command} failed:\n{output[-3000:]}")
+    return {"seconds": round(seconds, 1), "peak_mib": round(memory.peak / 2**20)}
+
+
+def grade(submission: Path, work: Path) -> dict[str, float]:
+    otter = str(Path(sys.executable).with_name("otter"))
+    autograder = ROOT / "autograder" / LAB / build.zip_name(LAB)
+    out = work / "out"
+    out.mkdir(parents=True, exist_ok=True)
+    result = measure([otter, "run", "-a", str(autograder), "-o", str(out), "--no-logo",
+                      str(submission)])
+    scores = build.scores(json.loads((out / "results.json").read_text()))
+    result["score"] = sum(s for s, _ in scores.values())
+    result["possible"] = sum(p for _, p in scores.values())
+    return result
+
+
+def run_all(work: Path) -> dict[str, object]:
+    """Execute the solution with its models and the students' public tests; time each check."""
+    work.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(ROOT / "student" / LAB / "tests", work / "tests")
+    shutil.copytree(ROOT / "solutions" / LAB / "artifacts", work / "artifacts")
+    nb = nbformat.read(ROOT / "solutions" / LAB / f"{LAB}.ipynb", as_version=4)
+    nbformat.write(nb, work / f"{LAB}.ipynb")
+    script = (
+        "import sys, nbformat\n"
+        "from nbclient import NotebookClient\n"
+        "nb = nbformat.read(sys.argv[1], as_version=4)\n"
+        "NotebookClient(nb, timeout=3600, kernel_name='python3', record_timing=True,\n"
+        "               resources={'metadata': {'path': sys.argv[2]}}).execute()\n"
+        "nbformat.write(nb, sys.argv[1])\n"
+    )
+    total = measure([sys.executable, "-c", script, str(work / f"{LAB}.ipynb"), str(work)])
+    executed = nbformat.read(work / f"{LAB}.ipynb", as_version=4)
+    checks = {}
+    for cell in executed.cells:
+        if cell.cell_type == "code" and cell.source.startswith("grader.check("):
+            timing = cell.metadata.get("execution", {})
+            start = datetime.fromisoformat(timing["iopub.execute_input"].replace("Z", "+00:00"))
+            end = datetime.fromisoformat(timing["shell.execute_reply"].replace("Z", "+00:00"))
+            checks[cell.source.split('"')[1]] = round((end - start).total_seconds(), 3)
+    return {"run_all": total, "grader_check_seconds": checks}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--skip-retrain", action="store_true")
+    args = parser.parse_args()
+    datasets.absolutize_env()
+    if datasets.datasets_root() is None:
+        sys.exit(f"set {datasets.ENV_VAR} (offline datasets)")
+    results: dict[str, object] = {
+        "machine": f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
+                   f"{round(psutil.virtual_memory().total / 2**30)} GiB",
+        "date": datetime.now().date().isoformat(),
+    }
+    solution = ROOT / "solutions" / LAB
+    with tempfile.TemporaryDirectory() as scratch:
+        work = Path(scratch)
+        with_models = build.submission_zip(solution / f"{LAB}.ipynb", solution / "artifacts",
+                                           work / "with-models.zip")
+        results["grade_with_models"] = grade(with_models, work / "a")
+        print("grade with models:", results["grade_with_models"], flush=True)
+        if not args.skip_retrain:
+            bare = work / "bare" / f"{LAB}.ipynb"
+            bare.parent.mkdir()
+            shutil.copy(solution / f"{LAB}.ipynb", bare)
+            results["grade_full_reexecution"] = grade(bare, work / "b")
+            print("grade by full re-execution:", results["grade_full_reexecution"], flush=True)
+        results.update(run_all(work / "run-all"))
+        print("run all:", results["run_all"], flush=True)
+        convlab = str(Path(sys.executable).with_name("convlab"))
+        results["build_check"] = measure([convlab, "--root", str(ROOT), "build", "--check",
+                                          "--lab", LAB])
+        print("build --check:", results["build_check"], flush=True)
+    out = ROOT / "benchmarks" / "results" / f"{LAB}.json"
+    previous = json.loads(out.read_text()) if out.is_file() else {}
+    if args.skip_retrain and "grade_full_reexecution" in previous:
+        results["grade_full_reexecution"] = previous["grade_full_reexecution"]
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    fast, slow = results["grade_with_models"], results.get("grade_full_reexecution")
+    if isinstance(fast, dict) and isinstance(slow, dict):
+        print(f"speed-up of grading with trained models: {slow['seconds'] / fast['seconds']:.1f}x,"
+              f" peak memory ratio {slow['peak_mib'] / fast['peak_mib']:.2f}")
+
+
+if __name__ == "__main__":
+    main()

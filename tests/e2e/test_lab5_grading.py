@@ -1,0 +1,42 @@
+"""Lab 5 graded end to end through `otter run` with the committed autograder zip.
+
+Each scenario of tests/fixtures/lab5_cnn/scenarios.yml is a submission made from the reference
+solution (or the blank template) and must get exactly its expected score per question, with
+the expected message.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from convlab import build, corpus
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = "lab5_cnn"
+FIXTURES = ROOT / "tests" / "fixtures" / LAB
+SCENARIOS = corpus.load(FIXTURES / "scenarios.yml")
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_scenario_scores(scenario: corpus.Scenario, tmp_path: Path, datasets_root: Path) -> None:
+    """Does the submission get exactly its expected points, with the expected messages?"""
+    results = corpus.grade(scenario, root=ROOT, lab=LAB, fixtures=FIXTURES, work=tmp_path)
+    scores = build.scores(results)
+    texts = corpus.outputs(results)
+    assert scores, "no auto-graded questions in results.json"
+    for question, (score, possible) in scores.items():
+        if scenario.all_zero:
+            expected = 0.0
+        else:
+            expected = scenario.expected.get(question, possible)
+        assert score == pytest.approx(expected), (
+            f"{scenario.name}: {question} scored {score}/{possible}, expected {expected}\n"
+            f"{texts[question]}")
+    for question, fragment in scenario.messages.items():
+        assert fragment in texts[question], texts[question]
+    unknown = set(scenario.expected) - set(scores)
+    assert not unknown, f"expected scores for unknown questions {unknown}"
