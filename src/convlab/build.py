@@ -92,18 +92,26 @@ def build_wheel(dest: Path) -> Path:
     return dest / WHEEL
 
 
-#: otter's English placeholder for free-text answers, and the Russian one students see.
-MANUAL_PLACEHOLDER = ("_Type your answer here, replacing this text._",
-                      "_Впишите ответ здесь вместо этого текста._")
+#: otter's English boilerplate and the Russian text students see instead.
+RUSSIAN_TEXT = {
+    "_Type your answer here, replacing this text._": "_Впишите ответ здесь вместо этого текста._",
+    "## Submission\n\nMake sure you have run all cells in your notebook in order before running "
+    "the cell below, so that all images/graphs appear in the output. The cell below will generate "
+    "a zip file for you to submit. **Please save before exporting!**":
+        "## Сдача работы\n\nПеред сдачей выполните все ячейки блокнота по порядку, чтобы в нём "
+        "были все результаты и графики.",
+    "# Save your notebook first, then run this cell to export your submission.":
+        "# Сначала сохраните блокнот, затем выполните эту ячейку: она создаст архив для сдачи.",
+}
 
 
 def normalize_notebook(path: Path, *, keep_outputs: bool, source_name: str) -> None:
     """Sequential cell ids, no execution timestamps, minimal notebook metadata,
-    Russian placeholders for free-text answers."""
+    Russian instead of otter's English boilerplate."""
     nb = nbformat.read(path, as_version=4)
     for index, cell in enumerate(nb.cells):
-        if cell.cell_type == "markdown":
-            cell.source = cell.source.replace(*MANUAL_PLACEHOLDER)
+        for english, russian in RUSSIAN_TEXT.items():
+            cell.source = cell.source.replace(english, russian)
         cell["id"] = f"cell-{index:03d}"
         cell.metadata.pop("execution", None)
         cell.metadata.pop("collapsed", None)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,6 +49,22 @@ class Scenario:
     expected: dict[str, float] = field(default_factory=dict)  #: question -> score (others full)
     all_zero: bool = False  #: every auto-graded question scores 0
     messages: dict[str, str] = field(default_factory=dict)  #: question -> expected fragment
+    otter_log_payload: bool = False  #: add a .OTTER_LOG whose unpickling creates PWNED_MARKER
+
+
+PWNED_MARKER = "PWNED_BY_OTTER_LOG"
+
+
+class _Payload:
+    """Unpickling this runs ``touch <marker>`` (a stand-in for arbitrary code)."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        import os
+
+        return os.system, (f"touch '{self.marker}'",)
 
 
 def load(path: Path) -> list[Scenario]:
@@ -100,6 +117,11 @@ def make_submission(scenario: Scenario, *, root: Path, lab: str, fixtures: Path,
             manifest[key] = entry
     (models / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     submission = build.submission_zip(notebook, models, dest / f"{scenario.name}.zip")
+    if scenario.otter_log_payload:
+        import pickle
+
+        with zipfile.ZipFile(submission, "a") as zf:
+            zf.writestr(".OTTER_LOG", pickle.dumps(_Payload(dest.resolve() / PWNED_MARKER)))
     notebook.unlink()
     shutil.rmtree(models)
     return submission

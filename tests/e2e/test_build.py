@@ -31,7 +31,8 @@ def test_student_template_hides_solutions_and_hidden_tests(lab: str) -> None:
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
     assert "???" in code and "# SOLUTION" not in code and "BEGIN SOLUTION" not in code
     assert "BatchNormalization()(x)" not in code  # solution code of tasks 2, 5, 6
-    assert "Type your answer here" not in "\n".join(c.source for c in nb.cells)
+    text = "\n".join(c.source for c in nb.cells)
+    assert "Type your answer here" not in text and "Make sure you have run all cells" not in text
     for test_file in (student / "tests").glob("*.py"):
         assert "hidden=True" not in test_file.read_text(), test_file.name
     assert not list(student.rglob("*.zip"))

@@ -40,3 +40,4 @@ def test_scenario_scores(scenario: corpus.Scenario, tmp_path: Path, datasets_roo
         assert fragment in texts[question], texts[question]
     unknown = set(scenario.expected) - set(scores)
     assert not unknown, f"expected scores for unknown questions {unknown}"
+    assert not (tmp_path / "submission" / corpus.PWNED_MARKER).exists(), ".OTTER_LOG was unpickled"

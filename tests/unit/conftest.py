@@ -80,6 +80,14 @@ def synthetic() -> Synthetic:
     return Synthetic(raw=raw, classes=CLASSES, oracle=ORACLE.copy(), y_test=y_test)
 
 
+def pytest_make_parametrize_id(config, val, argname):
+    """Readable test ids: an expected Russian message becomes its argument's name (pytest
+    numbers repeats) instead of a run of \\u escapes."""
+    if isinstance(val, str) and not val.isascii():
+        return argname
+    return None
+
+
 def _clear_caches() -> None:
     from convlab.checks import data, performance
 

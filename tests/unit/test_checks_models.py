@@ -179,6 +179,16 @@ def test_describe_layers_equivalent_forms(forms, form):
     assert checks.describe_layers(forms[form]) == EXPECTED
 
 
+def test_describe_layers_shows_a_wrong_network():
+    """Does describe_layers give a wrong network away (another filter count, a missing
+    activation) instead of describing it as the reference?"""
+    model = sequential(conv(4), layers.MaxPooling2D(2), conv(6, None), layers.MaxPooling2D(2),
+                       layers.Flatten(), layers.Dense(3, activation="softmax"))
+    described = checks.describe_layers(model)
+    assert described != EXPECTED
+    assert described[2] == "Conv2D 6 3x3 same linear"
+
+
 def test_describe_layers_strides_padding_and_other_kinds():
     """Does describe_layers spell strides, pooling options, BatchNorm, Dropout and global
     pooling as the expected-layer lists write them?"""

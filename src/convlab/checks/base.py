@@ -30,7 +30,8 @@ def show(value: Any) -> str:
     if isinstance(value, np.ndarray):
         return f"массив {value.dtype} формы {tuple(value.shape)}"
     if isinstance(value, (float, np.floating)):
-        return f"{float(value):.4g}"
+        number = float(value)
+        return f"{number:.1f}" if number.is_integer() else f"{number:.4g}"
     if isinstance(value, (set, frozenset)):
         return "{" + ", ".join(sorted(map(repr, value))) + "}"
     if value is None:

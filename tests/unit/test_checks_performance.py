@@ -1,0 +1,210 @@
+"""Accuracy checks (convlab.checks.performance) and calibrated thresholds, with "mapping"
+networks whose predictions on the synthetic test split are known exactly (conftest.py)."""
+
+from __future__ import annotations
+
+import re
+
+import keras
+import numpy as np
+import pytest
+
+from convlab import checks
+from convlab.checks import CheckFailed
+
+
+def exactly(text: str) -> str:
+    """A ``match=`` pattern for this literal text."""
+    return re.escape(text)
+
+
+@pytest.fixture(scope="module")
+def oracle(make_mapping_model):
+    """Predicts ORACLE on the MNIST-like test split: right on 8 of 10 images."""
+    return make_mapping_model((8, 8, 1), shift=0)
+
+
+@pytest.fixture(scope="module")
+def shifted(make_mapping_model):
+    """Predicts ORACLE + 1: right on 2 of 10 images."""
+    return make_mapping_model((8, 8, 1), shift=1)
+
+
+@pytest.fixture(scope="module")
+def cifar_oracle(make_mapping_model):
+    """The oracle for the CIFAR-like split (labels stored as an (N, 1) column)."""
+    return make_mapping_model((6, 6, 3), shift=0)
+
+
+def test_synthetic_accuracies_are_as_designed(synthetic):
+    """Are the exact accuracies the tests below rely on 0.8 (oracle) and 0.2 (shifted)?"""
+    assert synthetic.accuracy(0) == 0.8
+    assert synthetic.accuracy(1) == 0.2
+
+
+# -------------------------------------------------------------------------- test_accuracy
+
+
+def test_test_accuracy_is_exact(fake_datasets, oracle, shifted, cifar_oracle):
+    """Does test_accuracy return the exact accuracy as a float, flattening CIFAR's
+    (N, 1) labels?"""
+    accuracy = checks.test_accuracy(oracle, "mnist")
+    assert isinstance(accuracy, float) and accuracy == 0.8
+    assert checks.test_accuracy(shifted, "mnist") == 0.2
+    assert checks.test_accuracy(cifar_oracle, "cifar10") == 0.8
+
+
+def test_test_accuracy_student_answer(fake_datasets, oracle):
+    """Is a student accuracy within 0.01 accepted by answer_close against test_accuracy,
+    and a wrong one (the accuracy in percent) rejected with both values named?"""
+    checks.answer_close(0.805, checks.test_accuracy(oracle, "mnist"), 0.01, "accuracy_1")
+    with pytest.raises(CheckFailed, match=exactly(
+            "accuracy_1: ожидалось 0.8000 ± 0.01, получено 80.")):
+        checks.answer_close(80.0, checks.test_accuracy(oracle, "mnist"), 0.01, "accuracy_1")
+
+
+def test_test_accuracy_no_model_fails(fake_datasets):
+    """Does test_accuracy on a variable left as None fail, saying a model was expected?"""
+    with pytest.raises(CheckFailed, match=exactly(
+            "модель: ожидалось модель Keras (keras.Model), получено None (переменная не задана).")):
+        checks.test_accuracy(None, "mnist")
+
+
+def test_test_accuracy_follows_weight_changes(fake_datasets, make_mapping_model, point_mapping):
+    """Is a model re-evaluated after its weights change (predictions are cached per
+    weights, not per model object)?"""
+    model = make_mapping_model((8, 8, 1), shift=0)
+    assert checks.test_accuracy(model, "mnist") == 0.8
+    point_mapping(model, 1)
+    assert checks.test_accuracy(model, "mnist") == 0.2
+
+
+def test_test_accuracy_ignores_a_replaced_predict(fake_datasets, make_mapping_model):
+    """Does the check use keras' own predict even if the notebook replaced predict on the
+    model object with one returning perfect answers (so the accuracy cannot be faked)?"""
+    model = make_mapping_model((8, 8, 1), shift=0)
+    perfect = np.eye(fake_datasets.classes, dtype=np.float32)[fake_datasets.y_test]
+    model.predict = lambda *args, **kwargs: perfect
+    assert np.mean(np.argmax(model.predict(None), axis=1) == fake_datasets.y_test) == 1.0
+    assert checks.test_accuracy(model, "mnist") == 0.8
+
+
+def test_test_accuracy_wrong_output_shape_fails(fake_datasets):
+    """Does a network whose output is not (N, classes) fail, showing the output found?"""
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same")(inputs))
+    with pytest.raises(CheckFailed, match=exactly(
+            "выход модели: ожидалось массив (N, число классов), "
+            "получено массив float32 формы (10, 8, 8, 2).")):
+        checks.test_accuracy(model, "mnist")
+
+
+# ---------------------------------------------------------------------- accuracy_at_least
+
+
+@pytest.mark.parametrize("minimum", [0.5, 0.8])
+def test_accuracy_at_least_passes_at_or_above_minimum(fake_datasets, oracle, minimum):
+    """Does an accuracy of 0.8 pass for a minimum below it and exactly at it?"""
+    checks.accuracy_at_least(oracle, "mnist", minimum, "model1")
+
+
+def test_accuracy_at_least_cifar_labels(fake_datasets, cifar_oracle):
+    """Does accuracy_at_least work with CIFAR's (N, 1) labels?"""
+    checks.accuracy_at_least(cifar_oracle, "cifar10", 0.8, "model4")
+
+
+def test_accuracy_at_least_below_threshold_fails(fake_datasets, oracle):
+    """Does an accuracy of 0.8 fail the model1 threshold (0.92), naming both values?"""
+    with pytest.raises(CheckFailed, match=exactly(
+            "model1: точность на тестовой выборке: ожидалось не менее 0.92, получено 0.8000.")):
+        checks.accuracy_at_least(oracle, "mnist", checks.threshold("lab5_cnn", "model1"),
+                                 "model1")
+
+
+def test_accuracy_at_least_no_model_fails(fake_datasets):
+    """Does accuracy_at_least on None fail with the variable's name?"""
+    with pytest.raises(CheckFailed, match=exactly(
+            "model4: ожидалось модель Keras (keras.Model), получено None (переменная не задана).")):
+        checks.accuracy_at_least(None, "cifar10", 0.45, "model4")
+
+
+# -------------------------------------------------------------------------- more_accurate
+
+
+def test_more_accurate_passes(fake_datasets, oracle, shifted):
+    """Does a model at 0.8 count as more accurate than a baseline at 0.2?"""
+    checks.more_accurate(oracle, shifted, "mnist", "model2", "model1")
+
+
+def test_more_accurate_less_accurate_fails(fake_datasets, oracle, shifted):
+    """Does a model at 0.2 fail against a baseline at 0.8, naming both accuracies?"""
+    with pytest.raises(CheckFailed, match=exactly(
+            "model2: точность на тестовой выборке: ожидалось больше, чем у model1 (0.8000), "
+            "получено 0.2000.")):
+        checks.more_accurate(shifted, oracle, "mnist", "model2", "model1")
+
+
+def test_more_accurate_equal_fails(fake_datasets, oracle, make_mapping_model):
+    """Does an equally accurate model (not strictly better) fail?"""
+    twin = make_mapping_model((8, 8, 1), shift=0)
+    with pytest.raises(CheckFailed, match=exactly(
+            "ожидалось больше, чем у model1 (0.8000), получено 0.8000.")):
+        checks.more_accurate(twin, oracle, "mnist", "model2", "model1")
+
+
+def test_more_accurate_missing_baseline_fails(fake_datasets, oracle):
+    """Does a missing baseline fail with the baseline's name?"""
+    with pytest.raises(CheckFailed, match=exactly(
+            "model1: ожидалось модель Keras (keras.Model), получено None (переменная не задана).")):
+        checks.more_accurate(oracle, None, "mnist", "model2", "model1")
+
+
+# ----------------------------------------------------------------------- predicted_labels
+
+
+@pytest.mark.parametrize("form", ["array", "list", "column"])
+def test_predicted_labels_accepts_argmax(fake_datasets, oracle, form):
+    """Are the network's argmax labels accepted as an array, a list or an (N, 1) column?"""
+    labels = {"array": fake_datasets.oracle, "list": fake_datasets.oracle.tolist(),
+              "column": fake_datasets.oracle[:, np.newaxis]}[form]
+    checks.predicted_labels(labels, oracle, "mnist")
+
+
+def test_predicted_labels_true_labels_fail(fake_datasets, oracle):
+    """Do the true test labels (instead of the predictions) fail, giving the agreement
+    expected and found?"""
+    with pytest.raises(CheckFailed, match=exactly(
+            "y_pred_labels: совпадение с argmax выхода сети по тестовой выборке: "
+            "ожидалось не менее 99.9%, получено 80.00%.")):
+        checks.predicted_labels(fake_datasets.y_test, oracle, "mnist")
+
+
+def test_predicted_labels_probabilities_fail(fake_datasets, oracle):
+    """Do the probabilities (argmax forgotten) fail on their size, naming both sizes?"""
+    probabilities = np.asarray(oracle(checks.pristine("mnist")[0]))
+    with pytest.raises(CheckFailed, match=exactly(
+            "y_pred_labels: размер: ожидалось (10,), получено (30,).")):
+        checks.predicted_labels(probabilities, oracle, "mnist")
+
+
+def test_predicted_labels_none_fails(fake_datasets, oracle):
+    """Does a labels variable left as None fail on its size?"""
+    with pytest.raises(CheckFailed, match=exactly(
+            "y_pred_labels: размер: ожидалось (10,), получено (0,).")):
+        checks.predicted_labels(None, oracle, "mnist")
+
+
+# ------------------------------------------------------------------------------ threshold
+
+
+def test_threshold_reads_calibrated_value():
+    """Does threshold return the calibrated model1 threshold of lab5_cnn as a float (0.92)?"""
+    value = checks.threshold("lab5_cnn", "model1")
+    assert isinstance(value, float) and value == 0.92
+
+
+@pytest.mark.parametrize("lab, model", [("lab5_cnn", "model99"), ("lab0", "model1")])
+def test_threshold_unknown_raises_key_error(lab, model):
+    """Does an unknown lab or model raise KeyError instead of inventing a threshold?"""
+    with pytest.raises(KeyError):
+        checks.threshold(lab, model)
