@@ -1,0 +1,111 @@
+"""Single build steps and the scenario corpus, on small inputs (no otter run, no training)."""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
+
+from convlab import build, corpus
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_repack_zip_is_byte_identical_and_sorted(tmp_path: Path) -> None:
+    """Do two repacks of zips written at different times give identical bytes?"""
+    outputs = []
+    for index in range(2):
+        source = tmp_path / f"otter{index}.zip"
+        with zipfile.ZipFile(source, "w") as zf:
+            zf.writestr(zipfile.ZipInfo("tests/q2.py", date_time=(2026, 1, 1, index, 0, 0)), "b")
+            zf.writestr("run_autograder", "#!/bin/sh")
+            zf.writestr("tests/q1.py", "a")
+        target = tmp_path / f"repacked{index}.zip"
+        build.repack_zip(source, target)
+        outputs.append(target.read_bytes())
+    assert outputs[0] == outputs[1]
+    with zipfile.ZipFile(tmp_path / "repacked0.zip") as zf:
+        assert zf.namelist() == ["run_autograder", "tests/q1.py", "tests/q2.py"]
+        assert {i.date_time for i in zf.infolist()} == {build.ZIP_DATE}
+        assert zf.getinfo("run_autograder").external_attr >> 16 == 0o755
+
+
+def test_normalize_notebook_is_stable(tmp_path: Path) -> None:
+    """Does normalization give sequential ids, drop timestamps and translate otter's text?"""
+    nb = new_notebook(cells=[
+        new_markdown_cell("_Type your answer here, replacing this text._"),
+        new_code_cell("x = 1", metadata={"execution": {"iopub.execute_input": "2026-11-25"}},
+                      outputs=[new_output("stream", name="stdout", text="1")]),
+    ])
+    nb.metadata["widgets"] = {"state": {}}
+    path = tmp_path / "lab.ipynb"
+    nbformat.write(nb, path)
+    build.normalize_notebook(path, keep_outputs=False, source_name="assignments/lab/lab.ipynb")
+    first = path.read_bytes()
+    build.normalize_notebook(path, keep_outputs=False, source_name="assignments/lab/lab.ipynb")
+    assert path.read_bytes() == first
+    result = nbformat.read(path, as_version=4)
+    assert [c.id for c in result.cells] == ["cell-000", "cell-001"]
+    assert result.cells[0].source == "_Впишите ответ здесь вместо этого текста._"
+    assert result.cells[1].outputs == [] and "execution" not in result.cells[1].metadata
+    assert "widgets" not in result.metadata
+    assert result.metadata["convlab"]["generated_from"] == "assignments/lab/lab.ipynb"
+
+
+def test_tree_diff_reports_changed_missing_and_extra(tmp_path: Path) -> None:
+    """Does the drift check name changed, missing and no-longer-generated files?"""
+    fresh, repo = tmp_path / "fresh", tmp_path / "repo"
+    for folder in (fresh, repo):
+        folder.mkdir()
+        (folder / "same.txt").write_text("same")
+    (fresh / "changed.txt").write_text("new")
+    (repo / "changed.txt").write_text("old")
+    (fresh / "added.txt").write_text("x")
+    (repo / "stale.txt").write_text("x")
+    assert build._tree_diff(fresh, repo) == [
+        "missing in repo: added.txt", "changed: changed.txt", "not generated any more: stale.txt"]
+
+
+def test_discover_finds_the_labs() -> None:
+    """Are the labs the assignments/<lab>/<lab>.ipynb masters?"""
+    assert "lab5_cnn" in build.discover(ROOT)
+
+
+def test_scenario_edits_must_match_exactly_once() -> None:
+    """Does an edit that matches no cell, or text that is not there, fail loudly?"""
+    nb = new_notebook(cells=[new_code_cell("a = 1\nb = 2")])
+    with pytest.raises(ValueError, match="matches 0 cells"):
+        corpus.apply_edits(nb, (corpus.Edit(cell="zzz", old="a", new="c"),))
+    with pytest.raises(ValueError, match="occurs 0 times"):
+        corpus.apply_edits(nb, (corpus.Edit(cell="a = 1", old="q = 3", new="c"),))
+    corpus.apply_edits(nb, (corpus.Edit(cell="a = 1", old="b = 2", new="b = 3"),))
+    assert nb.cells[0].source == "a = 1\nb = 3"
+
+
+def test_every_scenario_applies_to_the_solution() -> None:
+    """Does each scenario of the Lab 5 corpus apply cleanly to the committed solution?"""
+    solution = nbformat.read(ROOT / "solutions" / "lab5_cnn" / "lab5_cnn.ipynb", as_version=4)
+    scenarios = corpus.load(ROOT / "tests" / "fixtures" / "lab5_cnn" / "scenarios.yml")
+    required = {"unscaled_pixels", "float64", "missing_channel_axis", "wrong_filter_count",
+                "missing_batchnorm", "missing_dropout", "no_softmax", "wrong_loss",
+                "untrained_model", "renamed_notebook", "blank_template", "solution"}
+    assert required <= {s.name for s in scenarios}
+    for scenario in scenarios:
+        if scenario.base == "solution":
+            corpus.apply_edits(nbformat.from_dict(solution), scenario.edits)
+
+
+def test_submission_zip_carries_models_and_drops_listed(tmp_path: Path) -> None:
+    """Does a scenario zip hold the notebook and the models, minus those it drops?"""
+    scenario = corpus.Scenario(name="x", about="", drop_models=("model1",))
+    fixtures = ROOT / "tests" / "fixtures" / "lab5_cnn"
+    path = corpus.make_submission(scenario, root=ROOT, lab="lab5_cnn", fixtures=fixtures,
+                                  dest=tmp_path)
+    with zipfile.ZipFile(path) as zf:
+        names = zf.namelist()
+        manifest = zf.read("artifacts/manifest.json").decode()
+    assert "lab5_cnn.ipynb" in names and any(n.endswith(".keras") for n in names)
+    assert '"model1"' not in manifest and '"model4"' in manifest
