@@ -261,7 +261,9 @@ def solve(lab: str, ctx: Context) -> None:
     if reference.is_dir():
         shutil.copytree(reference, workdir / "artifacts")
     used = workdir / "used-artifacts.log"
-    env = {"CONVLAB_ARTIFACTS_LOG": str(used), "CONVLAB_ARTIFACTS": str(workdir / "artifacts")}
+    # the kernel runs in workdir, so the notebook's own relative artifacts/ folder is used;
+    # level 3 keeps TensorFlow's C++ log lines out of the committed outputs
+    env = {"CONVLAB_ARTIFACTS_LOG": str(used), "TF_CPP_MIN_LOG_LEVEL": "3"}
     if ctx.check:
         env["CONVLAB_NO_TRAIN"] = "1"
     ctx.log(f"  executing the {lab} solution (reference models reused when unchanged)")
