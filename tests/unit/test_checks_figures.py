@@ -157,7 +157,7 @@ def test_feature_map_grid_accepts_all_channels(fake_datasets, model2, order):
     model, conv = model2
     image = checks.train_image("mnist", 10)
     fig = grid(2, 2, channels(conv, image, order))
-    checks.feature_map_grid(fig, model, image)
+    checks.feature_map_grid(fig, model, [image])
 
 
 def test_feature_map_grid_accepts_nested_first_conv(fake_datasets):
@@ -165,7 +165,7 @@ def test_feature_map_grid_accepts_nested_first_conv(fake_datasets):
     equivalent form)?"""
     model, conv = feature_model(nested=True)
     image = checks.train_image("mnist", 4)
-    checks.feature_map_grid(grid(2, 2, channels(conv, image)), model, image)
+    checks.feature_map_grid(grid(2, 2, channels(conv, image)), model, [image])
 
 
 def test_feature_map_grid_accepts_identical_dead_channels(fake_datasets):
@@ -175,7 +175,7 @@ def test_feature_map_grid_accepts_identical_dead_channels(fake_datasets):
     image = checks.train_image("mnist", 5)
     maps = channels(conv, image)
     assert not maps[2].any() and not maps[3].any()
-    checks.feature_map_grid(grid(2, 2, maps), model, image)
+    checks.feature_map_grid(grid(2, 2, maps), model, [image])
 
 
 def test_feature_map_grid_repeated_channel_fails(fake_datasets, model2):
@@ -185,7 +185,7 @@ def test_feature_map_grid_repeated_channel_fails(fake_datasets, model2):
     image = checks.train_image("mnist", 10)
     with pytest.raises(CheckFailed, match=exactly(
             "fig: показанные каналы: ожидалось все 4 каналов, получено 3 различных.")):
-        checks.feature_map_grid(grid(2, 2, channels(conv, image, [0, 1, 2, 2])), model, image)
+        checks.feature_map_grid(grid(2, 2, channels(conv, image, [0, 1, 2, 2])), model, [image])
 
 
 def test_feature_map_grid_input_image_fails(fake_datasets, model2):
@@ -197,7 +197,7 @@ def test_feature_map_grid_input_image_fails(fake_datasets, model2):
             "fig, панель №1: ожидался один из 4 каналов выхода первого свёрточного слоя "
             "model2 для выбранного изображения, получено изображение, не совпадающее "
             "ни с одним каналом.")):
-        checks.feature_map_grid(grid(2, 2, panels), model, image)
+        checks.feature_map_grid(grid(2, 2, panels), model, [image])
 
 
 def test_feature_map_grid_other_image_fails(fake_datasets, model2):
@@ -206,7 +206,7 @@ def test_feature_map_grid_other_image_fails(fake_datasets, model2):
     fig = grid(2, 2, channels(conv, checks.train_image("mnist", 11)))
     with pytest.raises(CheckFailed, match=exactly(
             "fig, панель №1: ожидался один из 4 каналов")):
-        checks.feature_map_grid(fig, model, checks.train_image("mnist", 10))
+        checks.feature_map_grid(fig, model, [checks.train_image("mnist", 10)])
 
 
 def test_feature_map_grid_wrong_panel_count_fails(fake_datasets, model2):
@@ -214,7 +214,7 @@ def test_feature_map_grid_wrong_panel_count_fails(fake_datasets, model2):
     model, conv = model2
     image = checks.train_image("mnist", 10)
     with pytest.raises(CheckFailed, match=exactly("fig: число панелей: ожидалось 4, получено 3.")):
-        checks.feature_map_grid(grid(1, 3, channels(conv, image, [0, 1, 2])), model, image)
+        checks.feature_map_grid(grid(1, 3, channels(conv, image, [0, 1, 2])), model, [image])
 
 
 def test_feature_map_grid_pooled_maps_fail(fake_datasets, model2):
@@ -225,7 +225,7 @@ def test_feature_map_grid_pooled_maps_fail(fake_datasets, model2):
     with pytest.raises(CheckFailed, match=exactly(
             "fig, панель №1: размер изображения: ожидалось (8, 8) (карта признаков первого "
             "свёрточного слоя), получено (4, 4).")):
-        checks.feature_map_grid(grid(2, 2, pooled), model, image)
+        checks.feature_map_grid(grid(2, 2, pooled), model, [image])
 
 
 def test_feature_map_grid_model_without_conv_fails(fake_datasets):
@@ -235,7 +235,7 @@ def test_feature_map_grid_model_without_conv_fails(fake_datasets):
     image = checks.train_image("mnist", 10)
     with pytest.raises(CheckFailed, match=exactly(
             "model2: первый свёрточный слой: ожидалось слой Conv2D, получено его нет.")):
-        checks.feature_map_grid(grid(2, 2, [image[0, :, :, 0]] * 4), model, image)
+        checks.feature_map_grid(grid(2, 2, [image[0, :, :, 0]] * 4), model, [image])
 
 
 def test_feature_map_grid_no_figure_or_model_fails(fake_datasets, model2):
@@ -245,7 +245,7 @@ def test_feature_map_grid_no_figure_or_model_fails(fake_datasets, model2):
     with pytest.raises(CheckFailed, match=exactly(
             "fig: ожидалось фигура matplotlib (fig, axes = plt.subplots(...)), "
             "получено None (переменная не задана).")):
-        checks.feature_map_grid(None, model, image)
+        checks.feature_map_grid(None, model, [image])
     with pytest.raises(CheckFailed, match=exactly(
             "model2: ожидалось модель Keras (keras.Model), получено None (переменная не задана).")):
         checks.feature_map_grid(grid(2, 2, channels(conv, image)), None, image)
@@ -319,3 +319,20 @@ def test_shows_training_images_no_figure_fails(fake_datasets):
             "fig4: ожидалось фигура matplotlib (fig, axes = plt.subplots(...)), "
             "получено None (переменная не задана).")):
         checks.shows_training_images(None, "cifar10", count=4)
+
+
+def test_feature_map_grid_accepts_any_candidate_image(fake_datasets, model2):
+    """Is a grid drawn for the student's own image accepted when the fresh copy differs
+    (e.g. the student's pixels were not scaled)?"""
+    model, conv = model2
+    fresh = checks.train_image("mnist", 10)
+    own = fresh * 255.0
+    checks.feature_map_grid(grid(2, 2, channels(conv, own)), model, [own, fresh])
+
+
+def test_feature_map_grid_unusable_candidates_fail(fake_datasets, model2):
+    """Does a candidate that the layer cannot take fail with a message, not a crash?"""
+    model, conv = model2
+    fresh = checks.train_image("mnist", 10)
+    with pytest.raises(CheckFailed, match=re.escape("слой не применяется к изображению")):
+        checks.feature_map_grid(grid(2, 2, channels(conv, fresh)), model, [np.zeros((1, 3))])

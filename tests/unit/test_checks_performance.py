@@ -208,3 +208,35 @@ def test_threshold_unknown_raises_key_error(lab, model):
     """Does an unknown lab or model raise KeyError instead of inventing a threshold?"""
     with pytest.raises(KeyError):
         checks.threshold(lab, model)
+
+
+# ----------------------------------------------------------------------- argmax_labels
+
+
+def test_argmax_labels_passes_for_rowwise_argmax():
+    """Are labels equal to the row-wise argmax of the network outputs accepted?"""
+    scores = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7]], dtype=np.float32)
+    checks.argmax_labels(np.array([1, 0, 1]), scores)
+
+
+def test_argmax_labels_wrong_labels_fail():
+    """Do labels that differ from the argmax fail, saying how many agree?"""
+    scores = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], dtype=np.float32)
+    expected = ("y_pred_labels: совпадение с номерами классов выхода сети y_pred: "
+                "ожидалось 100%, получено 75.00%.")
+    with pytest.raises(CheckFailed, match=re.escape(expected)):
+        checks.argmax_labels(np.array([1, 0, 1, 1]), scores)
+
+
+def test_argmax_labels_probabilities_instead_of_labels_fail():
+    """Does passing the raw outputs (not class numbers) fail on the size?"""
+    scores = np.eye(3, dtype=np.float32)
+    with pytest.raises(CheckFailed, match=re.escape("y_pred_labels: размер: ожидалось (3,), получено (9,)")):
+        checks.argmax_labels(scores, scores)
+
+
+def test_argmax_labels_missing_outputs_fail():
+    """Does a missing y_pred fail with the expected shape named?"""
+    expected = "y_pred: выход сети: ожидалось массив (N, число классов)"
+    with pytest.raises(CheckFailed, match=re.escape(expected)):
+        checks.argmax_labels(np.array([1]), None)

@@ -46,6 +46,7 @@ from convlab.checks.models import (
 )
 from convlab.checks.performance import (
     accuracy_at_least,
+    argmax_labels,
     more_accurate,
     predicted_labels,
     test_accuracy,
@@ -56,6 +57,7 @@ __all__ = [
     "accuracy_at_least",
     "answer_close",
     "answer_equals",
+    "argmax_labels",
     "batchnorm_after",
     "batchnorm_param_counts",
     "compiled_with",

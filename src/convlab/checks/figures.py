@@ -35,16 +35,38 @@ def image_grid(fig: Any, rows: int, cols: int, name: str = "fig") -> None:
             "×".join(map(str, geometry)) if geometry else "панели вне сетки")
 
 
-def feature_map_grid(fig: Any, model: Any, image: np.ndarray, name: str = "fig") -> None:
-    """Each of the panels draws a different channel of the first Conv2D layer's output
-    for ``image`` (a batch of one), and together they show all channels."""
+def _first_conv_maps(model: Any, image: Any) -> np.ndarray | None:
     import keras
 
-    need_model(model, "model2")
-    # leaf layers: a Conv2D inside a nested block counts (as in the model checks)
     convs = [layer for layer in _leaf_layers(model) if isinstance(layer, keras.layers.Conv2D)]
     require(bool(convs), "model2: первый свёрточный слой", "слой Conv2D", "его нет")
-    maps = np.asarray(convs[0](image))[0]
+    try:
+        return np.asarray(convs[0](np.asarray(image, dtype=np.float32)))[0]
+    except Exception:  # an image of the wrong shape for this model
+        return None
+
+
+def feature_map_grid(fig: Any, model: Any, images: list[Any], name: str = "fig") -> None:
+    """The panels draw all channels of the first Conv2D layer's output, one channel per
+    panel, for one of the candidate ``images`` (each a batch of one; e.g. the student's own
+    image and a freshly loaded copy of it)."""
+    need_model(model, "model2")
+    # leaf layers: a Conv2D inside a nested block counts (as in the model checks)
+    candidates = [m for m in (_first_conv_maps(model, image) for image in images) if m is not None]
+    require(bool(candidates), "model2: выход первого свёрточного слоя",
+            "карты признаков для выбранного изображения", "слой не применяется к изображению")
+    failure: CheckFailed | None = None
+    for maps in candidates:
+        try:
+            _panels_show_channels(fig, maps, name)
+            return
+        except CheckFailed as error:
+            failure = failure or error
+    assert failure is not None
+    raise failure
+
+
+def _panels_show_channels(fig: Any, maps: np.ndarray, name: str) -> None:
     channels = maps.shape[-1]
     panels = _image_axes(fig, name)
     require(len(panels) == channels, f"{name}: число панелей", channels, len(panels))
