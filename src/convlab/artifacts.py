@@ -11,7 +11,10 @@ So a student who re-runs the notebook does not wait for unchanged models, the su
 zip made by ``grader.export()`` carries the trained models (otter ``student_files``), and
 the grader scores exactly what the student trained. A submission without artifacts is
 trained at grade time. Changing a model, its compilation, the data or the fit arguments
-changes the fingerprint, so the model trains again.
+changes the fingerprint, so the model trains again. Two fits that are the same experiment
+(same architecture, compilation, data and arguments, e.g. a model copied under another
+variable name) share one trained model; the random initialization is deliberately not part
+of the fingerprint, so re-running cells out of order does not force retraining.
 """
 
 from __future__ import annotations

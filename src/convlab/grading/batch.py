@@ -1,0 +1,282 @@
+"""Grade a folder of submissions in parallel, resumably, with any function that grades one.
+
+* :func:`discover` lists the submissions of a folder (``*.ipynb`` and ``*.zip``) with stable,
+  unique student ids.
+* :func:`run_batch` calls ``grade_one(submission, scratch)`` for each in a process pool and writes
+  each result, atomically, to ``out/results/<student_id>.json`` as soon as it exists. A batch
+  that was killed is resumed by running it again: submissions with a result are not graded again
+  (unless ``regrade``). An exception in ``grade_one``, or a grading process that dies, gives that
+  submission a ``"crashed"`` result and the batch carries on.
+* :func:`write_gradebook` writes the CSV gradebook.
+
+A result is a JSON-serializable dict. ``run_batch`` sets ``student_id`` and ``file`` and fills in
+``status`` (``"ok"`` when absent) and ``duration_s`` (seconds ``grade_one`` took) when
+``grade_one`` did not; the gradebook reads ``scores`` (question -> points) and ``total``
+(else the sum of ``scores``). A crashed result carries ``error`` (and ``traceback``).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+import traceback
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+SUFFIXES = (".ipynb", ".zip")
+# otter's grader.export() names the zip <notebook>_<YYYY_MM_DDTHH_MM_SS_ffffff>.zip
+_EXPORT_STAMP = re.compile(r"_\d{4}_\d{2}_\d{2}T\d{2}_\d{2}_\d{2}(?:_\d{1,6})?$")
+_UNSAFE = re.compile(r"[\s/\\\x00-\x1f\x7f]+")
+
+GradeOne = Callable[["Submission", Path], dict]
+
+
+@dataclass(frozen=True, order=True)
+class Submission:
+    """One submitted file and the id its results are kept under."""
+
+    student_id: str
+    path: Path
+
+
+def student_id(filename: str) -> str:
+    """The id of a submission file: its stem without otter's export timestamp, spaces as ``_``."""
+    stem = Path(filename).stem
+    stem = _EXPORT_STAMP.sub("", stem)
+    return _UNSAFE.sub("_", stem).strip("_.") or "submission"
+
+
+def discover(folder: Path) -> list[Submission]:
+    """Every ``*.ipynb`` and ``*.zip`` directly in ``folder`` (not hidden files), sorted by id.
+
+    Files that give the same id keep it in file-name order: the first plain, the next ones with
+    ``-2``, ``-3``... (never an id that another file already has).
+    """
+    files = sorted(p for p in Path(folder).iterdir()
+                   if p.suffix.lower() in SUFFIXES and not p.name.startswith(".") and p.is_file())
+    bases = [student_id(p.name) for p in files]
+    taken = set(bases)
+    used: set[str] = set()
+    submissions = []
+    for path, base in zip(files, bases, strict=True):
+        sid, n = base, 1
+        while sid in used or (sid != base and sid in taken):
+            n += 1
+            sid = f"{base}-{n}"
+        used.add(sid)
+        submissions.append(Submission(student_id=sid, path=path))
+    return sorted(submissions)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers (and a resumed batch) see all of it or nothing."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dirfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+
+def _crashed(submission: Submission, error: str, **extra: Any) -> dict:
+    return {"student_id": submission.student_id, "file": submission.path.name, "status": "crashed",
+            "error": error, **extra}
+
+
+def _grade_safely(grade_one: GradeOne, submission: Submission, scratch: Path) -> dict:
+    """Run in a pool worker: grade one submission; any exception becomes a crashed result."""
+    start = time.monotonic()
+    try:
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir(parents=True)
+        result = grade_one(submission, scratch)
+        if not isinstance(result, dict):
+            raise TypeError(f"grade_one returned {type(result).__name__}, not a dict")
+        result = json.loads(json.dumps(result))
+    except (Exception, SystemExit) as exc:  # not KeyboardInterrupt: an interrupted batch resumes
+        result = _crashed(submission, f"{type(exc).__name__}: {exc}",
+                          traceback=traceback.format_exc()[-4000:])
+    result["student_id"] = submission.student_id
+    result["file"] = submission.path.name
+    result.setdefault("status", "ok")
+    result.setdefault("duration_s", round(time.monotonic() - start, 3))
+    return result
+
+
+class _Progress:
+    """tqdm when it is installed, else a one-line counter on stderr."""
+
+    def __init__(self, total: int, done: int, enabled: bool) -> None:
+        self.total, self.done, self.enabled, self.bar = total, done, enabled, None
+        if not enabled:
+            return
+        try:
+            from tqdm import tqdm
+        except ImportError:
+            self._print("")
+        else:
+            self.bar = tqdm(total=total, initial=done, unit="submission", file=sys.stderr)
+
+    def _print(self, last: str) -> None:
+        sys.stderr.write(f"\rgraded {self.done}/{self.total}{'  ' + last if last else ''}\x1b[K")
+        sys.stderr.flush()
+
+    def update(self, result: dict) -> None:
+        self.done += 1
+        if not self.enabled:
+            return
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(f"{result['student_id']}: {result['status']}")
+        else:
+            self._print(f"{result['student_id']}: {result['status']}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        elif self.enabled:
+            sys.stderr.write("\n")
+
+
+def _load(path: Path) -> dict | None:
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return result if isinstance(result, dict) else None
+
+
+def run_batch(submissions: Sequence[Submission], grade_one: GradeOne, out: Path, *,
+              workers: int | None = os.cpu_count(), regrade: bool = False,
+              progress: bool = True) -> list[dict]:
+    """Grade ``submissions`` with ``grade_one`` in ``workers`` processes; return every result.
+
+    ``grade_one(submission, scratch)`` must be a picklable top-level function; ``scratch`` is an
+    empty directory for that submission (``out/work/<student_id>``, emptied before each call).
+    Each result is written to ``out/results/<student_id>.json`` as soon as it is known; those
+    already there are kept and their submissions skipped, unless ``regrade``. The results, old
+    and new, come back in the order of ``submissions``.
+    """
+    out = Path(out)
+    results_dir = out / "results"
+    results_dir.mkdir(parents=True, exist_ok=True)
+    for stale in results_dir.glob(".*.tmp"):  # left by a batch killed while writing
+        with contextlib.suppress(OSError):
+            stale.unlink()
+    ids = [s.student_id for s in submissions]
+    if len(set(ids)) != len(ids):
+        raise ValueError("submissions must have unique student ids")
+
+    results: dict[str, dict] = {}
+    todo: list[Submission] = []
+    for sub in submissions:
+        old = None if regrade else _load(results_dir / f"{sub.student_id}.json")
+        if old is not None:
+            results[sub.student_id] = old
+        else:
+            todo.append(sub)
+
+    bar = _Progress(len(submissions), len(results), progress)
+
+    def record(result: dict) -> None:
+        write_atomic(results_dir / f"{result['student_id']}.json",
+                     json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        results[result["student_id"]] = result
+        bar.update(result)
+
+    try:
+        _grade_all(todo, grade_one, out / "work", max(1, min(workers or 1, len(todo) or 1)), record)
+    finally:
+        bar.close()
+    return [results[sub.student_id] for sub in submissions]
+
+
+def _grade_all(todo: Iterable[Submission], grade_one: GradeOne, work: Path, workers: int,
+               record: Callable[[dict], None]) -> None:
+    """Keep at most ``workers`` gradings in flight. When a grading process dies, the pool breaks
+    and every grading in flight fails with it: those are graded again one at a time, each in a
+    pool of its own, so that only the one that kills its process is recorded as crashed."""
+    pending = deque(todo)
+    while pending:
+        suspects: list[Submission] = []
+        broken = False  # once the pool breaks, submit nothing more and collect what is in flight
+        with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+            inflight: dict[cf.Future, Submission] = {}
+            while True:
+                while pending and not broken and len(inflight) < workers:
+                    sub = pending.popleft()
+                    try:
+                        future = pool.submit(_grade_safely, grade_one, sub, work / sub.student_id)
+                    except BrokenProcessPool:  # broke before we saw it: grade it in the next pool
+                        pending.appendleft(sub)
+                        broken = True
+                        break
+                    inflight[future] = sub
+                if not inflight:
+                    break
+                done, _ = cf.wait(inflight, return_when=cf.FIRST_COMPLETED)
+                for future in done:
+                    sub = inflight.pop(future)
+                    try:
+                        result = future.result()
+                    except BrokenProcessPool:
+                        suspects.append(sub)
+                        broken = True
+                    else:
+                        record(result)
+        for sub in suspects:
+            with cf.ProcessPoolExecutor(max_workers=1) as alone:
+                try:
+                    record(alone.submit(_grade_safely, grade_one, sub, work / sub.student_id).result())
+                except BrokenProcessPool as exc:
+                    record(_crashed(sub, f"the grading process died: {exc}"))
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "" if value is None else str(value)
+    return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+def write_gradebook(results: Iterable[dict], path: Path, questions: list[str]) -> None:
+    """Write the CSV gradebook atomically: one row per result, columns ``student_id, file, status,
+    <question>... , total, duration_s``. A question without a score is left empty; ``total`` is
+    the result's ``total``, else the sum of its scores."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(["student_id", "file", "status", *questions, "total", "duration_s"])
+    for result in results:
+        scores = result.get("scores") or {}
+        total = result.get("total")
+        if total is None:
+            total = sum(v for v in scores.values() if isinstance(v, int | float))
+        duration = result.get("duration_s")
+        writer.writerow([result.get("student_id", ""), result.get("file", ""), result.get("status", ""),
+                         *(_number(scores.get(q)) for q in questions), _number(total),
+                         "" if duration is None else f"{float(duration):.1f}"])
+    write_atomic(Path(path), buffer.getvalue())
