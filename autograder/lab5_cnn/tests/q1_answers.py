@@ -30,7 +30,7 @@ def test_accuracy_1(accuracy_1, model1):
     checks.answer_close(accuracy_1, checks.test_accuracy(model1, 'mnist'), 0.01, 'accuracy_1')
 
 @test_case(points=1, hidden=True)
-def test_pred_labels(y_pred_labels, model1):
+def test_pred_labels(y_pred_labels, y_pred):
     from convlab import checks
-    checks.predicted_labels(y_pred_labels, model1, 'mnist')
+    checks.argmax_labels(y_pred_labels, y_pred)
 

@@ -12,7 +12,7 @@ def test_grid_shape(fig):
     checks.image_grid(fig, rows=4, cols=4)
 
 @test_case(points=1.5, hidden=True)
-def test_feature_maps(fig, model2):
+def test_feature_maps(fig, model2, x_train):
     from convlab import checks
-    checks.feature_map_grid(fig, model2, checks.train_image('mnist', 10))
+    checks.feature_map_grid(fig, model2, [x_train[10:11], checks.train_image('mnist', 10)])
 
