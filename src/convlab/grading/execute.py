@@ -130,7 +130,7 @@ def _extract(zf: zipfile.ZipFile, dest: Path) -> list[PurePosixPath]:
         if info.is_dir():
             continue
         mode = info.external_attr >> 16
-        if mode and not stat.S_ISREG(mode):  # symlinks and other special files
+        if stat.S_IFMT(mode) and not stat.S_ISREG(mode):  # symlinks and other special files
             continue
         rel = _member_path(info.filename)
         if rel is None:

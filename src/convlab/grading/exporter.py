@@ -157,6 +157,15 @@ def encode(value: Any, directory: str, depth: int = 0) -> Any:
     """
     if depth > MAX_DEPTH:
         raise NotExportable("слишком глубокая вложенность")
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.generic):  # before float: np.float64 is a float
+        if isinstance(value, np.object_ | np.void | np.complexfloating) or value.dtype.kind not in "biuf":
+            raise NotExportable(_type_name(value))
+        if isinstance(value, np.floating) and not math.isfinite(float(value)):
+            scalar: Any = repr(float(value))
+        else:
+            scalar = value.item()
+        return {"$t": "np", "dtype": value.dtype.str, "v": scalar}
     if value is None or isinstance(value, bool | str):
         return value
     if isinstance(value, int):
@@ -174,18 +183,8 @@ def encode(value: Any, directory: str, depth: int = 0) -> Any:
         items = [encode(v, directory, depth + 1) for v in value]
         return items if type(value) is list else {"$t": type(value).__name__, "items": items}
 
-    np = sys.modules.get("numpy")
-    if np is not None:
-        if isinstance(value, np.generic) and not isinstance(value, np.object_ | np.void):
-            if isinstance(value, np.floating) and not math.isfinite(float(value)):
-                scalar: Any = repr(float(value))
-            elif isinstance(value, np.complexfloating):
-                raise NotExportable(_type_name(value))
-            else:
-                scalar = value.item()
-            return {"$t": "np", "dtype": value.dtype.str, "v": scalar}
-        if isinstance(value, np.ndarray):
-            return {"$t": "ndarray", "file": _write_array(value, directory)}
+    if np is not None and isinstance(value, np.ndarray):
+        return {"$t": "ndarray", "file": _write_array(value, directory)}
     keras = sys.modules.get("keras")
     if keras is not None and isinstance(value, keras.Model):
         return _encode_model(value, directory)
