@@ -73,6 +73,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
                                 memory_bytes=args.memory << 20 if args.memory else None,
                                 cell_timeout=args.cell_timeout)
     config = grade.Config(lab=args.lab, tests=tests.resolve(), settings=settings)
+    if not execute.sandbox_user_can_run():
+        print("warning: the sandbox user cannot run this Python (e.g. a venv under /root): notebooks "
+              "run without the user switch; see docs/maintainers.md", file=sys.stderr)
     results = grade.grade_folder(config, Path(args.submissions), Path(args.output), workers=args.workers,
                                  regrade=args.regrade, hide_hidden=args.hide_hidden)
     for result in results:

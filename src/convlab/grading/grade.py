@@ -55,9 +55,28 @@ def _copy_executed(execution: execute.Execution, dest: Path) -> None:
             dest.write_bytes(source.read(MAX_EXECUTED))
 
 
+def _preload() -> None:
+    """Import what scoring uses *before* any submission runs, so that a kernel that could write
+    the grader's files (only without the user switch) cannot change the code that scores it."""
+    import importlib
+
+    for module in ("convlab.checks", "keras", "matplotlib.figure", "matplotlib.gridspec",
+                   "otter.test_files.exception_test"):
+        importlib.import_module(module)
+
+
+def show_hidden(tests: Path) -> bool:
+    """The autograder's ``show_hidden`` setting (``otter_config.json`` next to its tests)."""
+    for folder in (Path(tests), Path(tests).parent):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            return bool(json.loads((folder / "otter_config.json").read_text()).get("show_hidden"))
+    return False
+
+
 def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> dict[str, Any]:
     """Grade one submission in two phases; the submission's code never runs in this process."""
     tests = score.load_tests(Path(config.tests))  # fresh: scoring records results on them
+    _preload()
     needed = score.needed_names(tests)
     execution = execute.execute(submission.path, config.lab, needed, config.settings,
                                 base=config.sandbox_base)
@@ -77,6 +96,9 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
             import keras
 
             keras.backend.clear_session()
+    if execution.protections and not execution.protections.get("unprivileged_user"):
+        result["warnings"] = ["the notebook ran without the unprivileged sandbox user (the grader's "
+                              "Python is not reachable by it): see docs/maintainers.md"]
     result["execution"] = {"seconds": execution.seconds,
                            "peak_rss_mb": round(execution.peak_rss_bytes / 2**20),
                            "protections": execution.protections}
@@ -189,5 +211,5 @@ def grade_folder(config: Config, folder: Path, out: Path, *, workers: int = 1, r
                               regrade=regrade, progress=progress)
     questions = [t.name for t in score.load_tests(Path(config.tests))]
     batch.write_gradebook(results, out / "gradebook.csv", questions)
-    write_reports(results, out, hide_hidden=hide_hidden)
+    write_reports(results, out, hide_hidden=hide_hidden, show_hidden_gradescope=show_hidden(config.tests))
     return results
