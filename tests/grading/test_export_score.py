@@ -9,6 +9,7 @@ import json
 import math
 import os
 import pickle
+import sys
 import textwrap
 import zipfile
 from pathlib import Path
@@ -21,6 +22,14 @@ from matplotlib.figure import Figure
 from convlab import checks
 from convlab.grading import execute as ex
 from convlab.grading import exporter, score
+
+
+@pytest.fixture(autouse=True)
+def _keep_otter(monkeypatch: pytest.MonkeyPatch) -> None:
+    """:func:`exporter.install` replaces the ``otter`` module, as in a kernel: undo it after."""
+    import otter
+
+    monkeypatch.setitem(sys.modules, "otter", otter)
 
 
 def export_values(tmp_path: Path, values: dict[str, Any], question: str = "q") -> Path:
@@ -78,6 +87,28 @@ def test_plain_values_round_trip(tmp_path: Path) -> None:
         else:
             assert got == value and type(got) is type(value), name
     assert env["d"][(1, 2)] == [3] and type(env["np_f"]) is np.float32
+
+
+def test_otter_stand_in_snapshots_on_check(tmp_path: Path) -> None:
+    """In the kernel, is ``otter`` replaced by a stand-in whose ``check`` snapshots the question's
+    names (the last check wins), whose ``export`` and other calls do nothing, and which does not
+    pretend to have module attributes such as ``__file__`` (IPython's tracebacks probe them)?"""
+    folder = tmp_path / "export"
+    exporter.install({"q1": ["x"], "q2": ["x"]}, str(folder))
+    import otter
+
+    assert otter.__doc__.startswith("convlab grading stand-in")
+    with pytest.raises(AttributeError):
+        otter.__file__  # noqa: B018
+    grader = otter.Notebook(tests_dir="tests")
+    assert grader.export(pdf=False, files=["artifacts"]) is None and otter.anything() is None
+    grader.check("q1", {"x": 1})
+    grader.check("q1", {"x": 2})
+    exporter.finish({"x": 3})
+    env, _ = load_back(folder, ["x"], "q1")
+    assert env == {"x": 2}
+    env, _ = load_back(folder, ["x"], "q2")
+    assert env == {"x": 3}
 
 
 def test_shared_array_is_written_once(tmp_path: Path) -> None:

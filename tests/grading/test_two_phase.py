@@ -191,6 +191,9 @@ def test_statuses_and_cli(autograder: Path, tmp_path: Path) -> None:
     feedback = (out / "feedback" / "other_lab.md").read_text()
     assert "сдан блокнот другого задания" in feedback and "lab6_nin" in feedback
     assert (out / "feedback" / "slow_cell.html").read_text().startswith("<!DOCTYPE html>")
+    executed = nbformat.read(out / "feedback" / "slow_cell.ipynb", as_version=4)
+    assert any("KeyboardInterrupt" in o.get("ename", "") for c in executed.cells if c.cell_type == "code"
+               for o in c.outputs), "the slow cell was not interrupted"
     assert json.loads((out / "gradescope" / "slow_cell" / "results.json").read_text())["score"] == 4
     assert not list(execute.sandbox_base().glob("*/export")), "working directories were left behind"
 

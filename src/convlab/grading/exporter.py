@@ -247,15 +247,21 @@ class Notebook:
         print(f"{question}: значения сохранены для оценивания")
 
     def __getattr__(self, name: str) -> Callable[..., None]:
-        if name.startswith("__"):
+        if name.startswith("_"):
             raise AttributeError(name)
         return _noop
+
+
+def _module_getattr(name: str) -> Callable[..., None]:
+    if name.startswith("_"):  # __file__, __path__...: inspect and IPython probe modules
+        raise AttributeError(name)
+    return _noop
 
 
 def _fake_otter() -> types.ModuleType:
     module = types.ModuleType("otter", "convlab grading stand-in for otter (no tests run here)")
     module.Notebook = Notebook  # type: ignore[attr-defined]
-    module.__getattr__ = lambda name: _noop  # type: ignore[method-assign]
+    module.__getattr__ = _module_getattr  # type: ignore[method-assign]
     return module
 
 

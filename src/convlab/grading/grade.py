@@ -7,7 +7,7 @@ returns the result dict that ``run_batch`` stores. It keeps the executed noteboo
 ``scratch/executed.ipynb`` and removes the sandbox's working directory.
 
 :func:`grade_folder` grades a folder (the ``convlab grade`` command): the gradebook CSV,
-``results/<id>.json``, ``gradescope/<id>/results.json`` and ``feedback/<id>.md`` / ``.html``.
+``results/<id>.json``, ``gradescope/<id>/results.json`` and ``feedback/<id>.md`` / ``.html`` / ``.ipynb``.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import functools
 import html
 import json
 import os
+import shutil
 import stat
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -190,7 +191,8 @@ def feedback_html(result: dict[str, Any], *, hide_hidden: bool = False) -> str:
 
 def write_reports(results: list[dict[str, Any]], out: Path, *, hide_hidden: bool = False,
                   show_hidden_gradescope: bool = False) -> None:
-    """Per-student Gradescope results.json and feedback (Markdown and HTML) under ``out``."""
+    """Per-student Gradescope results.json and feedback under ``out``: Markdown, HTML and the
+    executed notebook (``feedback/<id>.ipynb``, when the notebook ran)."""
     for result in results:
         sid = result["student_id"]
         folder = out / "gradescope" / sid
@@ -200,6 +202,9 @@ def write_reports(results: list[dict[str, Any]], out: Path, *, hide_hidden: bool
         (out / "feedback").mkdir(parents=True, exist_ok=True)
         batch.write_atomic(out / "feedback" / f"{sid}.md", feedback_markdown(result, hide_hidden=hide_hidden))
         batch.write_atomic(out / "feedback" / f"{sid}.html", feedback_html(result, hide_hidden=hide_hidden))
+        executed = out / "work" / sid / "executed.ipynb"
+        if executed.is_file():  # the student's notebook with the outputs of the graded run
+            shutil.copyfile(executed, out / "feedback" / f"{sid}.ipynb")
 
 
 def grade_folder(config: Config, folder: Path, out: Path, *, workers: int = 1, regrade: bool = False,
