@@ -439,3 +439,32 @@ def test_feedback_can_hide_hidden_details() -> None:
     page = grade.feedback_html(result, hide_hidden=True)
     assert "&lt;b&gt;" in page and "<b>" not in page and "тайна" not in page
     assert textwrap.dedent(page).startswith("<!DOCTYPE html>")
+
+
+def test_lab5_tests_load_from_folder_and_zip() -> None:
+    """Are the Lab 5 tests read alike from the autograder folder and its zip, with otter's points
+    (37 in all) and the parameter names that phase 1 must export?"""
+    root = Path(__file__).resolve().parents[2] / "autograder" / "lab5_cnn"
+    from_dir = score.load_tests(root)
+    from_zip = score.load_tests(root / "lab5_cnn-autograder.zip")
+    summary = [(t.name, t.possible, [(c.points, c.hidden) for c in t.test_cases]) for t in from_dir]
+    assert summary == [(t.name, t.possible, [(c.points, c.hidden) for c in t.test_cases]) for t in from_zip]
+    assert sum(t.possible for t in from_dir) == 37
+    needed = score.needed_names(from_dir)
+    assert needed["q3_feature_maps"] == ["fig", "model2", "x_train"]
+    assert needed["q1_data"] == ["x_train", "x_test", "y_train", "y_test"]
+
+
+def test_gradescope_visibility_follows_show_hidden(tmp_path: Path) -> None:
+    """Is a question's Gradescope entry hidden unless the autograder's otter_config.json says
+    show_hidden, and then shown after publication?"""
+    from convlab.grading import grade
+
+    (tmp_path / "tests").mkdir()
+    assert grade.show_hidden(tmp_path) is False
+    (tmp_path / "otter_config.json").write_text('{"show_hidden": true}')
+    assert grade.show_hidden(tmp_path) is True and grade.show_hidden(tmp_path / "tests") is True
+    result = {"total": 1, "questions": {"q": {"score": 1, "possible": 1, "output": "ok", "public_output": "",
+                                              "cases": []}}}
+    assert score.gradescope(result, show_hidden=True)["tests"][1]["visibility"] == "after_published"
+    assert score.gradescope(result)["tests"][1]["visibility"] == "hidden"
