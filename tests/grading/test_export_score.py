@@ -423,6 +423,26 @@ def test_execution_notebook_wraps_the_student_cells() -> None:
     assert "finish(globals())" in sources[-1] and len(sources) == 4
 
 
+def test_execution_notebook_seeds_like_otter(tmp_path: Path) -> None:
+    """With the autograder's seed, does every code cell but cell magics start with
+    ``SEED = 42`` (otter's seed_variable), or with numpy/random seeding without a variable?"""
+    import nbformat
+
+    from convlab.grading import grade
+
+    cells = [nbformat.v4.new_code_cell("SEED = 7\nprint(SEED)"), nbformat.v4.new_code_cell("%%time\nfit()")]
+    nb = ex.execution_notebook(nbformat.v4.new_notebook(cells=cells), {}, seed=42, seed_variable="SEED")
+    assert [c.source for c in nb.cells[1:3]] == ["SEED = 42\nSEED = 7\nprint(SEED)", "%%time\nfit()"]
+    cells = [nbformat.v4.new_code_cell("x = 1")]
+    nb = ex.execution_notebook(nbformat.v4.new_notebook(cells=cells), {}, seed=3)
+    assert nb.cells[2].source.startswith("_convlab_np.random.seed(3)\n_convlab_random.seed(3)\n")
+    lab = Path(__file__).resolve().parents[2] / "autograder" / "lab5_cnn"
+    for source in (lab, lab / "tests", lab / "lab5_cnn-autograder.zip"):
+        settings = grade.with_otter_seed(ex.Settings(), source)
+        assert (settings.seed, settings.seed_variable) == (42, "SEED")
+    assert grade.with_otter_seed(ex.Settings(), tmp_path).seed is None
+
+
 def test_feedback_can_hide_hidden_details() -> None:
     """Does the feedback show each failed check's message, and only the fact of a failed hidden
     check when hiding is asked (HTML escaped)?"""

@@ -86,6 +86,8 @@ class Settings:
     wall_seconds: float = 3600.0
     memory_bytes: int | None = 8 << 30
     cell_timeout: float = 1800.0
+    seed: int | None = None  #: otter's ``seed`` / ``seed_variable`` (see :func:`otter_seed`)
+    seed_variable: str | None = None
     datasets: str | None = None  #: CONVLAB_DATASETS for the kernel (default: the grader's)
     allow_user_switch: bool = True
 
@@ -198,8 +200,30 @@ def _ignored(cell: Any) -> bool:
     return "otter_ignore" in (meta.get("tags") or []) or bool(otter.get("ignore"))
 
 
-def execution_notebook(nb: Any, needed: dict[str, list[str]]) -> Any:
-    """The student's notebook between our first cell (install the exporter) and last cell (finish)."""
+def _seeded(cells: list[Any], seed: int | None, seed_variable: str | None) -> list[Any]:
+    """Seed as otter's grading does: ``<seed_variable> = <seed>`` (else numpy's and random's
+    seeds) before every code cell that is not a cell magic (``%%time``)."""
+    if seed is None:
+        return cells
+    seed = int(seed)
+    head: list[Any] = []
+    if seed_variable is None:
+        head = [nbformat.v4.new_code_cell("import numpy as _convlab_np\nimport random as _convlab_random")]
+        line = f"_convlab_np.random.seed({seed})\n_convlab_random.seed({seed})"
+    elif seed_variable.isidentifier():
+        line = f"{seed_variable} = {seed}"
+    else:
+        raise ValueError(f"seed_variable {seed_variable!r} is not a Python name")
+    for cell in cells:
+        if cell.cell_type == "code" and not cell.source.startswith("%%"):
+            cell.source = f"{line}\n{cell.source}"
+    return [*head, *cells]
+
+
+def execution_notebook(nb: Any, needed: dict[str, list[str]], *, seed: int | None = None,
+                       seed_variable: str | None = None) -> Any:
+    """The student's notebook between our first cell (install the exporter) and last cell
+    (finish), seeded as otter seeds it when the autograder sets ``seed``."""
     first = nbformat.v4.new_code_cell(
         "import convlab.grading.exporter as _convlab_exporter\n"
         f"_convlab_exporter.install({json.dumps(needed, ensure_ascii=True)}, {EXPORT_DIR!r})\n")
@@ -207,6 +231,7 @@ def execution_notebook(nb: Any, needed: dict[str, list[str]]) -> Any:
         "import convlab.grading.exporter as _convlab_exporter\n"
         "_convlab_exporter.finish(globals())\n")
     cells = [c for c in nb.cells if c.get("cell_type") in ("code", "markdown", "raw") and not _ignored(c)]
+    cells = _seeded(cells, seed, seed_variable)
     out = nbformat.v4.new_notebook(cells=[first, *cells, last])
     out.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
     for number, cell in enumerate(out.cells):
@@ -280,7 +305,8 @@ def execute(submission: Path, lab: str, needed: dict[str, list[str]], settings: 
             nb = unpack(submission, workdir, lab)
         except SubmissionError as error:
             return Execution(status=error.status, message=str(error), workdir=workdir)
-        nbformat.write(execution_notebook(nb, needed), workdir / NOTEBOOK)
+        runnable = execution_notebook(nb, needed, seed=settings.seed, seed_variable=settings.seed_variable)
+        nbformat.write(runnable, workdir / NOTEBOOK)
         limits = sandbox.Limits(wall_seconds=settings.wall_seconds, memory_bytes=settings.memory_bytes,
                                 allow_user_switch=settings.allow_user_switch and sandbox_user_can_run())
         command = [sys.executable, "-c", RUNNER, NOTEBOOK, EXECUTED, str(settings.cell_timeout)]

@@ -13,12 +13,14 @@ returns the result dict that ``run_batch`` stores. It keeps the executed noteboo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import html
 import json
 import os
 import shutil
 import stat
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -66,12 +68,35 @@ def _preload() -> None:
         importlib.import_module(module)
 
 
+def otter_config(tests: Path) -> dict[str, Any]:
+    """The autograder's ``otter_config.json``: in the folder, next to its tests folder, or in the
+    autograder zip; ``{}`` when there is none."""
+    tests = Path(tests)
+    if tests.is_file() and zipfile.is_zipfile(tests):
+        with contextlib.suppress(KeyError, ValueError, OSError), zipfile.ZipFile(tests) as zf:
+            config = json.loads(zf.read("otter_config.json"))
+            return config if isinstance(config, dict) else {}
+        return {}
+    for folder in (tests, tests.parent):
+        with contextlib.suppress(OSError, ValueError):
+            config = json.loads((folder / "otter_config.json").read_text())
+            return config if isinstance(config, dict) else {}
+    return {}
+
+
 def show_hidden(tests: Path) -> bool:
-    """The autograder's ``show_hidden`` setting (``otter_config.json`` next to its tests)."""
-    for folder in (Path(tests), Path(tests).parent):
-        with contextlib.suppress(OSError, ValueError, AttributeError):
-            return bool(json.loads((folder / "otter_config.json").read_text()).get("show_hidden"))
-    return False
+    """The autograder's ``show_hidden`` setting."""
+    return bool(otter_config(tests).get("show_hidden"))
+
+
+def with_otter_seed(settings: execute.Settings, tests: Path) -> execute.Settings:
+    """``settings`` with the autograder's ``seed`` and ``seed_variable`` (as otter seeds cells)."""
+    config = otter_config(tests)
+    seed, variable = config.get("seed"), config.get("seed_variable")
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        return settings
+    return dataclasses.replace(settings, seed=seed,
+                               seed_variable=variable if isinstance(variable, str) else None)
 
 
 def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> dict[str, Any]:
@@ -79,7 +104,10 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
     tests = score.load_tests(Path(config.tests))  # fresh: scoring records results on them
     _preload()
     needed = score.needed_names(tests)
-    execution = execute.execute(submission.path, config.lab, needed, config.settings,
+    settings = config.settings
+    if settings.seed is None:  # seed as otter does when the autograder says so
+        settings = with_otter_seed(settings, Path(config.tests))
+    execution = execute.execute(submission.path, config.lab, needed, settings,
                                 base=config.sandbox_base)
     try:
         _copy_executed(execution, Path(scratch) / "executed.ipynb")
