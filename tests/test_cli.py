@@ -15,10 +15,10 @@ def _convlab(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_help_lists_commands() -> None:
-    """Does `convlab --help` list the build, calibrate and data commands?"""
+    """Does `convlab --help` list the build, calibrate, data and grade commands?"""
     result = _convlab("--help")
     assert result.returncode == 0
-    for command in ("build", "calibrate", "data"):
+    for command in ("build", "calibrate", "data", "grade"):
         assert command in result.stdout
 
 

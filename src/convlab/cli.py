@@ -64,6 +64,27 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_grade(args: argparse.Namespace) -> int:
+    from convlab.grading import execute, grade
+
+    root = Path(args.root).resolve()
+    tests = Path(args.autograder) if args.autograder else root / "autograder" / args.lab
+    settings = execute.Settings(wall_seconds=args.timeout,
+                                memory_bytes=args.memory << 20 if args.memory else None,
+                                cell_timeout=args.cell_timeout)
+    config = grade.Config(lab=args.lab, tests=tests.resolve(), settings=settings)
+    if not execute.sandbox_user_can_run():
+        print("warning: the sandbox user cannot run this Python (e.g. a venv under /root): notebooks "
+              "run without the user switch; see docs/maintainers.md", file=sys.stderr)
+    results = grade.grade_folder(config, Path(args.submissions), Path(args.output), workers=args.workers,
+                                 regrade=args.regrade, hide_hidden=args.hide_hidden)
+    for result in results:
+        print(f"{result['student_id']}: {result['status']} {result.get('total', 0):g}"
+              f"/{result.get('max_total', 0):g}")
+    print(f"gradebook: {Path(args.output) / 'gradebook.csv'}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="convlab", description=__doc__)
     parser.add_argument("--root", default=".", help="project folder holding assignments/")
@@ -88,6 +109,20 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("data", help="verify and summarize the offline datasets")
     p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("grade", help="grade a folder of submissions (sandboxed, two-phase)")
+    p.add_argument("lab")
+    p.add_argument("submissions", help="folder of *.ipynb / *.zip submissions")
+    p.add_argument("-o", "--output", required=True, help="output folder (gradebook, results, feedback)")
+    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--regrade", action="store_true", help="grade again submissions with a result")
+    p.add_argument("--timeout", type=float, default=3600.0, help="wall-clock seconds per submission")
+    p.add_argument("--memory", type=int, default=8192, help="memory limit per submission, MB (0: none)")
+    p.add_argument("--cell-timeout", type=float, default=1800.0, help="seconds per notebook cell")
+    p.add_argument("--autograder", help="autograder folder or zip (default autograder/<lab>)")
+    p.add_argument("--hide-hidden", action="store_true",
+                   help="feedback says only that a hidden check failed, not why")
+    p.set_defaults(func=cmd_grade)
 
     args = parser.parse_args(argv)
     from convlab import datasets

@@ -1,0 +1,327 @@
+"""Phase 1 of the two-phase grader: run a submission's notebook in the sandbox, export its values.
+
+The grader (trusted) never runs submission code in its own process. :func:`execute`:
+
+1. unpacks the submission (:func:`unpack`) into a fresh private working directory
+   (:func:`convlab.grading.sandbox.prepare_workdir`): a bare ``.ipynb`` under any name, or a
+   ``grader.export()`` zip (the notebook plus ``artifacts/``). The directory holds no tests and
+   nothing of the grader. Zip members are checked (no absolute paths, no ``..``, no links, at
+   most :data:`MAX_MEMBERS` members and :data:`MAX_UNPACKED` bytes, counted while reading, not
+   trusted from the headers); ``.OTTER_LOG``, pickles and otter's environment files are never
+   extracted. A corrupt or empty submission is ``invalid-notebook``; a notebook whose metadata
+   ``otter.assignment_name`` names another lab is ``wrong-assignment``.
+2. writes the notebook to execute: a first cell (ours) that installs
+   :mod:`convlab.grading.exporter` — it replaces the ``otter`` module of the kernel by a stand-in,
+   so ``grader.check("q")`` *snapshots* the values question ``q``'s tests read at that point (as
+   otter scores a question when its check cell runs) and ``grader.export(...)`` does nothing —
+   then the student's cells (cells otter ignores at grading are dropped), then a last cell (ours)
+   that snapshots the questions never checked against the final namespace. We keep the check
+   cells rather than drop them because *when* a question is checked matters: Lab 5 reuses
+   ``x_train`` for MNIST and then CIFAR-10.
+3. runs :data:`RUNNER` (nbclient, ``allow_errors=True``, a per-cell timeout that interrupts the
+   cell and carries on) with :func:`convlab.grading.sandbox.run`: wall-clock and memory limits,
+   no network, unprivileged user. The environment holds only ``CONVLAB_DATASETS``, the Python
+   path of this package and quiet plotting/TensorFlow settings.
+
+The result (:class:`Execution`) says how it ended and where the export folder and the executed
+notebook are. Everything in the working directory was written by the submission and is data
+to validate (:mod:`convlab.grading.score`), never code to run.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import nbformat
+
+from convlab.grading import sandbox
+
+MAX_MEMBERS = 2000
+MAX_UNPACKED = 4 << 30  #: bytes a zip submission may unpack to
+MAX_NOTEBOOK = 50 << 20  #: bytes of a submitted or executed notebook
+EXPORT_DIR = "export"
+NOTEBOOK = "submission.ipynb"
+EXECUTED = "executed.ipynb"
+#: never extracted from a zip: otter's log (a dill pickle), pickles, otter's saved environments
+FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".dill", ".otter", ".joblib")
+FORBIDDEN_NAMES = (".OTTER_LOG",)
+
+RUNNER = r"""
+import sys, nbformat
+from nbclient import NotebookClient
+source, target, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+nb = nbformat.read(source, as_version=4)
+client = NotebookClient(nb, timeout=timeout, interrupt_on_timeout=True, allow_errors=True,
+                        kernel_name="python3", record_timing=False, startup_timeout=120,
+                        resources={"metadata": {"path": "."}})
+try:
+    client.execute()
+finally:
+    nbformat.write(nb, target)
+"""
+
+
+class SubmissionError(Exception):
+    """The submission cannot be graded; ``status`` is ``invalid-notebook`` or ``wrong-assignment``."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Limits of one execution."""
+
+    wall_seconds: float = 3600.0
+    memory_bytes: int | None = 8 << 30
+    cell_timeout: float = 1800.0
+    seed: int | None = None  #: otter's ``seed`` / ``seed_variable`` (see :func:`otter_seed`)
+    seed_variable: str | None = None
+    datasets: str | None = None  #: CONVLAB_DATASETS for the kernel (default: the grader's)
+    allow_user_switch: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Execution:
+    """How phase 1 ended for one submission."""
+
+    status: str  #: ok, timeout, memory, crashed (the sandbox's) or invalid-notebook, wrong-assignment
+    message: str = ""
+    workdir: Path | None = None
+    export: Path | None = None
+    executed: Path | None = None
+    seconds: float = 0.0
+    peak_rss_bytes: int = 0
+    protections: dict[str, bool] = field(default_factory=dict)
+    stderr_tail: str = ""
+
+
+# ---------------------------------------------------------------------------------- unpacking
+def _member_path(name: str) -> PurePosixPath | None:
+    """The relative path of a zip member, or None when it must not be extracted."""
+    if "\\" in name or "\x00" in name or name.startswith("/") or (len(name) > 1 and name[1] == ":"):
+        raise SubmissionError("invalid-notebook", f"недопустимый путь в архиве: {name!r}")
+    path = PurePosixPath(name)
+    if any(part in ("..", "") for part in path.parts) or not path.parts:
+        raise SubmissionError("invalid-notebook", f"недопустимый путь в архиве: {name!r}")
+    if path.parts[0] == "__MACOSX" or any(part in FORBIDDEN_NAMES for part in path.parts):
+        return None
+    if path.name.lower().endswith(FORBIDDEN_SUFFIXES):
+        return None
+    return path
+
+
+def _extract(zf: zipfile.ZipFile, dest: Path) -> list[PurePosixPath]:
+    members = zf.infolist()
+    if len(members) > MAX_MEMBERS:
+        raise SubmissionError("invalid-notebook", f"в архиве {len(members)} файлов (не более {MAX_MEMBERS})")
+    written: list[PurePosixPath] = []
+    budget = MAX_UNPACKED
+    for info in members:
+        if info.is_dir():
+            continue
+        mode = info.external_attr >> 16
+        if stat.S_IFMT(mode) and not stat.S_ISREG(mode):  # symlinks and other special files
+            continue
+        rel = _member_path(info.filename)
+        if rel is None:
+            continue
+        target = dest.joinpath(*rel.parts)
+        if not target.resolve().is_relative_to(dest.resolve()):
+            raise SubmissionError("invalid-notebook", f"недопустимый путь в архиве: {info.filename!r}")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with zf.open(info) as source, open(target, "xb") as sink:
+            while chunk := source.read(1 << 20):
+                budget -= len(chunk)
+                if budget < 0:
+                    raise SubmissionError("invalid-notebook", "архив распаковывается в слишком большой объём")
+                sink.write(chunk)
+        written.append(rel)
+    return written
+
+
+def _read_notebook(path: Path) -> Any:
+    if path.stat().st_size > MAX_NOTEBOOK:
+        raise SubmissionError("invalid-notebook", "блокнот слишком большой")
+    try:
+        nb = nbformat.read(path, as_version=4)
+    except Exception as error:
+        raise SubmissionError("invalid-notebook", f"файл не является блокнотом Jupyter: {error}") from error
+    if not isinstance(nb.get("cells"), list):
+        raise SubmissionError("invalid-notebook", "файл не является блокнотом Jupyter: нет ячеек")
+    return nb
+
+
+def unpack(submission: Path, workdir: Path, lab: str | None = None) -> Any:
+    """Put the submission's files into ``workdir`` and return its notebook (nbformat v4).
+
+    Raises :class:`SubmissionError` for a corrupt or empty submission, or one of another lab.
+    """
+    submission = Path(submission)
+    if submission.suffix.lower() == ".zip":
+        try:
+            with zipfile.ZipFile(submission) as zf:
+                files = _extract(zf, workdir)
+        except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as error:
+            raise SubmissionError("invalid-notebook", f"архив повреждён: {error}") from error
+        notebooks = [f for f in files if f.suffix.lower() == ".ipynb" and len(f.parts) == 1]
+        if not notebooks:
+            notebooks = [f for f in files if f.suffix.lower() == ".ipynb"
+                         and ".ipynb_checkpoints" not in f.parts]
+        if len(notebooks) != 1:
+            raise SubmissionError("invalid-notebook", "в архиве нет блокнота .ipynb" if not notebooks
+                                  else f"в архиве несколько блокнотов: {', '.join(map(str, notebooks))}")
+        path = workdir.joinpath(*notebooks[0].parts)
+        nb = _read_notebook(path)
+        path.unlink()
+    else:
+        nb = _read_notebook(submission)
+    name = ((nb.get("metadata") or {}).get("otter") or {}).get("assignment_name")
+    if lab is not None and name is not None and name != lab:
+        raise SubmissionError("wrong-assignment", f"блокнот задания «{name}», а оценивается «{lab}»")
+    return nb
+
+
+# --------------------------------------------------------------------------- the notebook to run
+def _ignored(cell: Any) -> bool:
+    meta = cell.get("metadata") or {}
+    otter = meta.get("otter") if isinstance(meta.get("otter"), dict) else {}
+    return "otter_ignore" in (meta.get("tags") or []) or bool(otter.get("ignore"))
+
+
+def _seeded(cells: list[Any], seed: int | None, seed_variable: str | None) -> list[Any]:
+    """Seed as otter's grading does: ``<seed_variable> = <seed>`` (else numpy's and random's
+    seeds) before every code cell that is not a cell magic (``%%time``)."""
+    if seed is None:
+        return cells
+    seed = int(seed)
+    head: list[Any] = []
+    if seed_variable is None:
+        head = [nbformat.v4.new_code_cell("import numpy as _convlab_np\nimport random as _convlab_random")]
+        line = f"_convlab_np.random.seed({seed})\n_convlab_random.seed({seed})"
+    elif seed_variable.isidentifier():
+        line = f"{seed_variable} = {seed}"
+    else:
+        raise ValueError(f"seed_variable {seed_variable!r} is not a Python name")
+    for cell in cells:
+        if cell.cell_type == "code" and not cell.source.startswith("%%"):
+            cell.source = f"{line}\n{cell.source}"
+    return [*head, *cells]
+
+
+def execution_notebook(nb: Any, needed: dict[str, list[str]], *, seed: int | None = None,
+                       seed_variable: str | None = None) -> Any:
+    """The student's notebook between our first cell (install the exporter) and last cell
+    (finish), seeded as otter seeds it when the autograder sets ``seed``."""
+    first = nbformat.v4.new_code_cell(
+        "import convlab.grading.exporter as _convlab_exporter\n"
+        f"_convlab_exporter.install({json.dumps(needed, ensure_ascii=True)}, {EXPORT_DIR!r})\n")
+    last = nbformat.v4.new_code_cell(
+        "import convlab.grading.exporter as _convlab_exporter\n"
+        "_convlab_exporter.finish(globals())\n")
+    cells = [c for c in nb.cells if c.get("cell_type") in ("code", "markdown", "raw") and not _ignored(c)]
+    cells = _seeded(cells, seed, seed_variable)
+    out = nbformat.v4.new_notebook(cells=[first, *cells, last])
+    out.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    for number, cell in enumerate(out.cells):
+        cell["id"] = f"cell-{number}"
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
+    return out
+
+
+def _package_path() -> str:
+    """The folder from which the kernel imports this package (the grader's own copy)."""
+    import convlab
+
+    return str(Path(convlab.__file__).resolve().parents[1])
+
+
+def kernel_env(settings: Settings) -> dict[str, str]:
+    """The whole environment of the sandboxed runner and its kernel."""
+    from convlab import datasets
+
+    env = {"PYTHONPATH": _package_path(), "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2",
+           "PYTHONDONTWRITEBYTECODE": "1", "PATH": str(Path(sys.executable).parent) + os.pathsep
+           + os.environ.get("PATH", os.defpath)}
+    root = settings.datasets or os.environ.get(datasets.ENV_VAR)
+    if root:
+        env[datasets.ENV_VAR] = str(Path(root).resolve())
+    return env
+
+
+def _reachable_by_others(path: Path) -> bool:
+    """Whether a user other than the owner can reach ``path`` (every parent searchable, the path
+    itself readable)."""
+    try:
+        path = path.resolve()
+        if not path.stat().st_mode & stat.S_IROTH:
+            return False
+        return all(parent.stat().st_mode & stat.S_IXOTH for parent in path.parents)
+    except OSError:
+        return False
+
+
+@functools.cache
+def sandbox_user_can_run() -> bool:
+    """Whether the sandbox user can run this interpreter with its libraries and this package.
+
+    Where it cannot (e.g. a virtualenv whose Python lives under ``/root``), the notebook runs
+    without the user switch: the other protections stay, and the result's ``protections`` says
+    ``unprivileged_user: false``.
+    """
+    import sysconfig
+
+    paths = [Path(sys.executable), Path(sysconfig.get_paths()["stdlib"]),
+             Path(sysconfig.get_paths()["purelib"]), Path(_package_path()) / "convlab"]
+    return all(_reachable_by_others(p) for p in paths)
+
+
+def sandbox_base() -> Path:
+    """Where working directories are made: under the system temp folder, passable by others."""
+    base = Path(tempfile.gettempdir()) / "convlab-sandboxes"
+    base.mkdir(mode=0o711, exist_ok=True)
+    return base
+
+
+def execute(submission: Path, lab: str, needed: dict[str, list[str]], settings: Settings,
+            base: Path | None = None) -> Execution:
+    """Phase 1 for one submission: unpack, run in the sandbox, export. Never raises for a bad
+    submission (its status says what happened); the caller removes ``workdir`` when done."""
+    workdir = sandbox.prepare_workdir(base or sandbox_base())
+    try:
+        try:
+            nb = unpack(submission, workdir, lab)
+        except SubmissionError as error:
+            return Execution(status=error.status, message=str(error), workdir=workdir)
+        runnable = execution_notebook(nb, needed, seed=settings.seed, seed_variable=settings.seed_variable)
+        nbformat.write(runnable, workdir / NOTEBOOK)
+        limits = sandbox.Limits(wall_seconds=settings.wall_seconds, memory_bytes=settings.memory_bytes,
+                                allow_user_switch=settings.allow_user_switch and sandbox_user_can_run())
+        command = [sys.executable, "-c", RUNNER, NOTEBOOK, EXECUTED, str(settings.cell_timeout)]
+        outcome = sandbox.run(command, workdir=workdir, limits=limits, env=kernel_env(settings))
+    except BaseException:
+        shutil.rmtree(workdir, ignore_errors=True)
+        raise
+    message = "" if outcome.status == "ok" else outcome.stderr_tail[-1500:]
+    return Execution(status=outcome.status, message=message, workdir=workdir, export=workdir / EXPORT_DIR,
+                     executed=workdir / EXECUTED, seconds=outcome.seconds,
+                     peak_rss_bytes=outcome.peak_rss_bytes, protections=outcome.protections,
+                     stderr_tail=outcome.stderr_tail)
+
+
+def remove_workdir(execution: Execution) -> None:
+    """Delete the working directory of an execution."""
+    if execution.workdir is not None:
+        shutil.rmtree(execution.workdir, ignore_errors=True)

@@ -1,0 +1,283 @@
+"""Kernel side of the two-phase grader: dump the values the tests need as plain data.
+
+This module runs *inside the student's kernel* (phase 1, in the sandbox); nothing here is
+trusted by the scorer, which re-validates every file it reads (:mod:`convlab.grading.score`).
+
+:func:`install` (the cell prepended by :mod:`convlab.grading.execute`) replaces the ``otter``
+module of the kernel by a stand-in whose ``Notebook(...).check(question)`` takes a *snapshot*
+of the notebook globals that the question's tests read, at that moment, as otter does: a
+question is scored against the namespace of its ``grader.check`` cell (the last one wins), and
+a question never checked against the final namespace (:func:`finish`, the appended cell).
+``export``, ``check_all``, ``to_pdf`` and any other method are no-ops, so student cells that
+call them run without error and without otter.
+
+The export folder is flat; ``manifest.json`` maps each question to ``{name: node}`` where a node
+is JSON with type tags (see :func:`encode`). Arrays are ``.npy`` files (``allow_pickle=False``
+on both sides), content-addressed so that one array shared by several questions is written
+once; Keras models are ``.keras`` files plus their fit history; matplotlib figures are the
+grid geometry of their axes and each axes' image arrays.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import os
+import sys
+import types
+from collections.abc import Callable
+from typing import Any
+
+FORMAT = 1
+MANIFEST = "manifest.json"
+MAX_DEPTH = 20
+MAX_ITEMS = 100_000  #: items of one container (a longer list is not exportable)
+MAX_AXES = 400
+
+_state: dict[str, Any] = {"needed": {}, "dir": None, "snapshots": {}, "checked": [], "memo": {}}
+
+
+class NotExportable(Exception):
+    """A value that has no plain-data form; the message is its type name."""
+
+
+# ---------------------------------------------------------------------------------- encoding
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    module = kind.__module__
+    return kind.__qualname__ if module == "builtins" else f"{module}.{kind.__qualname__}"
+
+
+def _write_array(array: Any, directory: str) -> str:
+    import numpy as np
+
+    array = np.ascontiguousarray(np.ma.getdata(array))
+    if array.dtype.hasobject or array.dtype.fields is not None:
+        raise NotExportable(f"numpy.ndarray[{array.dtype}]")
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{array.dtype.str}{array.shape}".encode())
+    digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
+    name = f"a_{digest.hexdigest()}.npy"
+    path = os.path.join(directory, name)
+    if not os.path.exists(path):
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as handle:
+            np.save(handle, array, allow_pickle=False)
+        os.replace(tmp, path)
+    return name
+
+
+def _model_key(model: Any) -> str:
+    import numpy as np
+
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(str(id(model)).encode())
+    with contextlib.suppress(Exception):
+        digest.update(json.dumps(model.get_config(), sort_keys=True, default=repr).encode())
+    for weight in model.weights:
+        digest.update(np.ascontiguousarray(np.asarray(weight)).tobytes())
+    history = getattr(model, "history", None)
+    digest.update(repr(len(getattr(history, "epoch", []) or [])).encode())
+    digest.update(repr(_iterations(model)).encode())
+    return digest.hexdigest()
+
+
+def _iterations(model: Any) -> int:
+    import numpy as np
+
+    optimizer = getattr(model, "optimizer", None)
+    counter = getattr(optimizer, "iterations", None) if optimizer is not None else None
+    try:
+        return int(np.asarray(counter)) if counter is not None else 0
+    except Exception:
+        return 0
+
+
+def _jsonable(value: Any) -> Any:
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic | np.ndarray):
+        return _jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "numpy"):
+        return _jsonable(value.numpy())
+    return value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
+
+
+def _encode_model(model: Any, directory: str) -> dict:
+    key = _model_key(model)
+    name = f"m_{key}.keras"
+    path = os.path.join(directory, name)
+    if not os.path.exists(path):
+        tmp = os.path.join(directory, f"tmp_{key}.keras")
+        try:
+            model.save(tmp)
+        except Exception as error:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise NotExportable(f"{_type_name(model)} (не сохраняется: {error})") from error
+        os.replace(tmp, path)
+    history = getattr(model, "history", None)
+    epochs = list(getattr(history, "epoch", []) or [])
+    return {"$t": "model", "file": name, "epoch": _jsonable(epochs),
+            "history": _jsonable(getattr(history, "history", None) or {}) if history is not None else None,
+            "iterations": _iterations(model), "trained": bool(epochs) or _iterations(model) > 0}
+
+
+def _encode_figure(fig: Any, directory: str) -> dict:
+    import numpy as np
+
+    axes = []
+    for ax in fig.axes[:MAX_AXES]:
+        spec = None
+        with contextlib.suppress(Exception):
+            spec = ax.get_subplotspec()
+        geometry = [int(v) for v in spec.get_geometry()] if spec is not None else None
+        images = [_write_array(np.asarray(np.ma.getdata(im.get_array())), directory)
+                  for im in ax.images if im.get_array() is not None]
+        axes.append({"geometry": geometry, "position": [float(v) for v in ax.get_position().bounds],
+                     "images": images})
+    return {"$t": "figure", "size": [float(v) for v in fig.get_size_inches()], "axes": axes}
+
+
+def encode(value: Any, directory: str, depth: int = 0) -> Any:
+    """The tagged-JSON node of ``value``, writing arrays, models and figure images to ``directory``.
+
+    Plain JSON scalars stay as they are; a JSON list is a Python list; every other node is an
+    object with a ``"$t"`` tag: ``tuple``, ``set``, ``frozenset``, ``dict`` (``items`` as
+    pairs), ``float`` (non-finite), ``np`` (a numpy scalar), ``ndarray``, ``model``, ``figure``.
+    Raises :class:`NotExportable` for anything else (functions, modules, unknown objects).
+    """
+    if depth > MAX_DEPTH:
+        raise NotExportable("слишком глубокая вложенность")
+    np = sys.modules.get("numpy")
+    if np is not None and isinstance(value, np.generic):  # before float: np.float64 is a float
+        if isinstance(value, np.object_ | np.void | np.complexfloating) or value.dtype.kind not in "biuf":
+            raise NotExportable(_type_name(value))
+        if isinstance(value, np.floating) and not math.isfinite(float(value)):
+            scalar: Any = repr(float(value))
+        else:
+            scalar = value.item()
+        return {"$t": "np", "dtype": value.dtype.str, "v": scalar}
+    if value is None or isinstance(value, bool | str):
+        return value
+    if isinstance(value, int):
+        return value if abs(value) < 2**53 else {"$t": "int", "v": str(value)}
+    if isinstance(value, float):
+        return value if math.isfinite(value) else {"$t": "float", "v": repr(value)}
+    if isinstance(value, list | tuple | set | frozenset | dict):
+        if len(value) > MAX_ITEMS:
+            raise NotExportable(f"{_type_name(value)} из {len(value)} элементов")
+        if isinstance(value, dict):
+            return {"$t": "dict", "items": [[encode(k, directory, depth + 1), encode(v, directory, depth + 1)]
+                                            for k, v in value.items()]}
+        if type(value) not in (list, tuple, set, frozenset):  # namedtuple, subclasses
+            raise NotExportable(_type_name(value))
+        items = [encode(v, directory, depth + 1) for v in value]
+        return items if type(value) is list else {"$t": type(value).__name__, "items": items}
+
+    if np is not None and isinstance(value, np.ndarray):
+        return {"$t": "ndarray", "file": _write_array(value, directory)}
+    keras = sys.modules.get("keras")
+    if keras is not None and isinstance(value, keras.Model):
+        return _encode_model(value, directory)
+    figure = sys.modules.get("matplotlib.figure")
+    if figure is not None and isinstance(value, figure.Figure):
+        return _encode_figure(value, directory)
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and np is not None and isinstance(value, tf.Tensor | tf.Variable):
+        with contextlib.suppress(Exception):
+            return {"$t": "ndarray", "file": _write_array(np.asarray(value), directory),
+                    "from": _type_name(value)}
+    raise NotExportable(_type_name(value))
+
+
+# --------------------------------------------------------------------------------- snapshots
+def snapshot(question: str, namespace: dict[str, Any], *, at: str = "check") -> None:
+    """Export the names ``question``'s tests read from ``namespace`` (replacing an earlier one)."""
+    directory = _state["dir"]
+    if directory is None or question not in _state["needed"]:
+        return
+    values: dict[str, Any] = {}
+    for name in _state["needed"][question]:
+        if name not in namespace:
+            values[name] = {"kind": "missing"}
+            continue
+        try:
+            values[name] = {"kind": "value", "value": encode(namespace[name], directory)}
+        except NotExportable as error:
+            values[name] = {"kind": "unexportable", "type": str(error)}
+        except Exception as error:  # a broken object: its export failed
+            values[name] = {"kind": "unexportable",
+                            "type": f"{_type_name(namespace[name])} ({type(error).__name__})"}
+    _state["snapshots"][question] = {"at": at, "values": values}
+    if question not in _state["checked"]:
+        _state["checked"].append(question)
+    _write_manifest()
+
+
+def _write_manifest() -> None:
+    path = os.path.join(_state["dir"], MANIFEST)
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as handle:
+        json.dump({"format": FORMAT, "snapshots": _state["snapshots"]}, handle)
+    os.replace(tmp, path)
+
+
+def _noop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class Notebook:
+    """Stand-in for ``otter.Notebook`` during grading: ``check`` snapshots, the rest does nothing."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        pass
+
+    def check(self, question: str, global_env: dict[str, Any] | None = None) -> None:
+        namespace = global_env if global_env is not None else sys._getframe(1).f_globals
+        snapshot(str(question), namespace)
+        print(f"{question}: значения сохранены для оценивания")
+
+    def __getattr__(self, name: str) -> Callable[..., None]:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return _noop
+
+
+def _module_getattr(name: str) -> Callable[..., None]:
+    if name.startswith("_"):  # __file__, __path__...: inspect and IPython probe modules
+        raise AttributeError(name)
+    return _noop
+
+
+def _fake_otter() -> types.ModuleType:
+    module = types.ModuleType("otter", "convlab grading stand-in for otter (no tests run here)")
+    module.Notebook = Notebook  # type: ignore[attr-defined]
+    module.__getattr__ = _module_getattr  # type: ignore[method-assign]
+    return module
+
+
+def install(needed: dict[str, list[str]], directory: str) -> None:
+    """Start exporting: ``needed`` maps each question to the names its tests read."""
+    os.makedirs(directory, exist_ok=True)
+    _state.update(needed={q: list(names) for q, names in needed.items()},
+                  dir=os.path.abspath(directory), snapshots={}, checked=[])
+    sys.modules["otter"] = _fake_otter()
+    _write_manifest()
+
+
+def finish(namespace: dict[str, Any]) -> None:
+    """Snapshot the questions never checked, against the final namespace, and rewrite the
+    manifest (called by the cell appended after the student's last cell)."""
+    for question in _state["needed"]:
+        if question not in _state["checked"]:
+            snapshot(question, namespace, at="end")
+    _write_manifest()

@@ -1,0 +1,219 @@
+"""The two-phase grader end to end: notebooks run in the sandbox, scored in the trusted process.
+
+Tiny synthetic notebooks (no TensorFlow) and a tiny test file play the lab: an honest notebook
+gets full marks, so each exploit's zero is meaningful; statuses come from real kernels that
+hang, die, eat memory or are not notebooks at all. One slow test grades the Lab 5 solution.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from convlab import corpus
+from convlab.grading import batch, execute, grade
+
+ROOT = Path(__file__).resolve().parents[2]
+LAB = "lab5_cnn"
+
+TESTS = '''from otter.test_files import test_case
+
+OK_FORMAT = False
+
+name = "{name}"
+points = 2
+
+@test_case(points=1, hidden=False)
+def test_public({var}):
+    from convlab import checks
+    checks.answer_equals({var}, {value!r}, "{var}")
+
+@test_case(points=1, hidden=True)
+def test_hidden({var}, lst):
+    from convlab import checks
+    checks.is_integer_list(lst, "lst")
+    checks.answer_equals(len(lst), 3, "len(lst)")
+'''
+
+
+@pytest.fixture
+def autograder(tmp_path: Path) -> Path:
+    """A tiny autograder: q1 wants x == 42, q2 wants y == 'конец'; both a list of 3 integers."""
+    folder = tmp_path / "autograder"
+    (folder / "tests").mkdir(parents=True)
+    (folder / "tests" / "q1.py").write_text(TESTS.format(name="q1", var="x", value=42))
+    (folder / "tests" / "q2.py").write_text(TESTS.format(name="q2", var="y", value="конец"))
+    return folder
+
+
+def notebook(folder: Path, name: str, *cells: str, lab: str = "tiny") -> Path:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
+    nb.metadata["otter"] = {"assignment_name": lab}
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    nbformat.write(nb, path)
+    return path
+
+
+SETUP = "import otter\ngrader = otter.Notebook(tests_dir='tests')"
+HONEST = ("x = 42\nlst = [1, 2, 3]", "grader.check('q1')", "x = 0  # after the check: q1 keeps its score",
+          "raise RuntimeError('a broken cell does not stop the rest')", "y = 'конец'",
+          "grader.export(pdf=False, files=['artifacts'])")
+
+
+def config(autograder: Path, **settings: float) -> grade.Config:
+    values = {"wall_seconds": 120.0, "memory_bytes": 2 << 30, "cell_timeout": 60.0, **settings}
+    return grade.Config(lab="tiny", tests=autograder, settings=execute.Settings(**values))
+
+
+def grade_folder(autograder: Path, subs: Path, out: Path, **settings: float) -> dict[str, dict]:
+    results = grade.grade_folder(config(autograder, **settings), subs, out, workers=1, progress=False)
+    return {r["student_id"]: r for r in results}
+
+
+# ------------------------------------------------------------------------------------ exploits
+PATCH_CHECKS = r"""
+import sys
+sys.modules.pop('otter', None)
+import otter.test_files.exception_test as et, otter.test_files.abstract_test as at
+et.test_case.call_func = lambda self, env: None
+et.ExceptionTestFile.run = lambda self, env: None
+at.TestFile.score = property(lambda self: 2)
+from convlab import checks
+import convlab.checks.answers as answers
+for name in [*checks.__all__, *dir(answers)]:
+    for module in (checks, answers):
+        if callable(getattr(module, name, None)) and not name.startswith('_'):
+            setattr(module, name, lambda *a, **k: None)
+class Anything:
+    def __eq__(self, other): return True
+x = y = Anything()
+lst = Anything()
+"""
+
+FAKE_RESULTS = r"""
+import json, os
+fake = {"tests": [{"name": "q1", "score": 2, "max_score": 2}, {"name": "q2", "score": 2, "max_score": 2}],
+        "score": 4}
+os.makedirs("results", exist_ok=True)
+for path in ("results.json", "results/results.json", os.path.expanduser("~/results.json"),
+             "export/results.json", "../source/results.json"):  # otter's layout: results next to source
+    try:
+        with open(path, "w") as f:
+            json.dump(fake, f)
+    except OSError:
+        pass
+import convlab.grading.exporter as exporter
+exporter.finish = lambda namespace: None
+exporter._write_manifest = lambda: None
+with open("export/manifest.json", "w") as f:
+    json.dump({"format": 1, "snapshots": {q: {"score": 2, "passed": True, "values": {
+        "x": {"kind": "passed"}, "y": {"kind": "passed"}, "lst": {"kind": "passed"}}}
+        for q in ("q1", "q2")}}, f)
+"""
+
+READ_TESTS = r"""
+import glob, os, re
+sources = {}
+for pattern in ("tests/*.py", "**/tests/*.py", "../tests/*.py", "../*/tests/*.py", "../source/tests/*.py",
+                os.path.expanduser("~/tests/*.py"), "/autograder/source/tests/*.py"):
+    for path in glob.glob(pattern, recursive=True):
+        try:
+            sources[path] = open(path).read()
+        except OSError:
+            pass
+text = "\n".join(sources.values())
+found = re.search(r'answer_equals\(x, (\d+)', text)
+x = int(found.group(1)) if found else None
+found = re.search(r"answer_equals\(y, '([^']*)'", text)
+y = found.group(1) if found else None
+lst = [1, 2, 3] if "len(lst)" in text else None
+"""
+
+
+def test_exploits_gain_nothing(autograder: Path, tmp_path: Path) -> None:
+    """Does an honest notebook get full marks while a notebook that monkeypatches the checks and
+    otter's runner, one that forges results.json and the export manifest, and one that hunts for
+    the hidden tests each get 0 (no tests in its working directory)?"""
+    subs = tmp_path / "subs"
+    notebook(subs, "honest.ipynb", SETUP, *HONEST)
+    notebook(subs, "patch.ipynb", SETUP, PATCH_CHECKS, "grader.check('q1')")
+    notebook(subs, "fake_results.ipynb", SETUP, FAKE_RESULTS)
+    notebook(subs, "read_tests.ipynb", SETUP, READ_TESTS, "grader.check('q1')",
+             "import os\nassert not os.path.exists('tests')")
+    out = tmp_path / "out"
+    results = grade_folder(autograder, subs, out)
+    assert {k: (r["status"], r["total"]) for k, r in results.items()} == {
+        "honest": ("ok", 4.0), "patch": ("ok", 0.0), "fake_results": ("ok", 0.0), "read_tests": ("ok", 0.0)}
+    assert "не может быть экспортирована" in results["patch"]["messages"][0]  # Anything() is no data
+    for sid in results:
+        report = json.loads((out / "gradescope" / sid / "results.json").read_text())
+        assert report["score"] == results[sid]["total"]
+    executed = nbformat.read(out / "work" / "read_tests" / "executed.ipynb", as_version=4)
+    last = [c for c in executed.cells if c.cell_type == "code"][-2]
+    assert not any(o.get("output_type") == "error" for o in last.outputs), last.outputs
+
+
+# ---------------------------------------------------------------------------------- statuses
+def test_statuses_and_cli(autograder: Path, tmp_path: Path) -> None:
+    """Through `convlab grade`: is a hanging notebook a timeout (keeping what it checked), a dying
+    kernel crashed, a memory hog memory, a cell past the per-cell limit interrupted while the
+    rest runs, corrupt files invalid, another lab's notebook a wrong assignment; and are the
+    gradebook, results, Gradescope files and feedback written?"""
+    subs = tmp_path / "subs"
+    notebook(subs, "hang.ipynb", SETUP, *HONEST[:2],
+             "import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    pass")
+    notebook(subs, "slow_cell.ipynb", SETUP, "import time\ntime.sleep(600)", *HONEST)
+    notebook(subs, "dies.ipynb", SETUP, "import os\nos._exit(3)", *HONEST)
+    notebook(subs, "hog.ipynb", SETUP, "hog = []\nwhile True:\n    hog.append(b'x' * (64 << 20))")
+    notebook(subs, "other_lab.ipynb", SETUP, *HONEST, lab="lab6_nin")
+    (subs / "corrupt.ipynb").write_text("{ not a notebook")
+    (subs / "empty.zip").write_bytes(b"PK\x05\x06" + b"\x00" * 18)
+    out = tmp_path / "out"
+    cli = [sys.executable, "-m", "convlab", "grade", "tiny", str(subs), "-o", str(out),
+           "--autograder", str(autograder), "--timeout", "40", "--memory", "1200", "--cell-timeout", "4"]
+    proc = subprocess.run(cli, capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    with open(out / "gradebook.csv", newline="") as f:
+        rows = {r["student_id"]: r for r in csv.DictReader(f)}
+    assert {k: (r["status"], r["q1"], r["q2"]) for k, r in rows.items()} == {
+        "hang": ("timeout", "2", "0"), "slow_cell": ("ok", "2", "2"), "dies": ("crashed", "0", "0"),
+        "hog": ("memory", "0", "0"), "other_lab": ("wrong-assignment", "0", "0"),
+        "corrupt": ("invalid-notebook", "0", "0"), "empty": ("invalid-notebook", "0", "0")}
+    hang = json.loads((out / "results" / "hang.json").read_text())
+    assert "прервано по времени" in " ".join(hang["messages"])
+    feedback = (out / "feedback" / "other_lab.md").read_text()
+    assert "сдан блокнот другого задания" in feedback and "lab6_nin" in feedback
+    assert (out / "feedback" / "slow_cell.html").read_text().startswith("<!DOCTYPE html>")
+    executed = nbformat.read(out / "feedback" / "slow_cell.ipynb", as_version=4)
+    assert any("KeyboardInterrupt" in o.get("ename", "") for c in executed.cells if c.cell_type == "code"
+               for o in c.outputs), "the slow cell was not interrupted"
+    assert json.loads((out / "gradescope" / "slow_cell" / "results.json").read_text())["score"] == 4
+    assert not list(execute.sandbox_base().glob("*/export")), "working directories were left behind"
+
+
+# -------------------------------------------------------------------------------------- Lab 5
+@pytest.mark.slow
+def test_lab5_solution_gets_full_marks(tmp_path: Path, datasets_root: Path) -> None:
+    """Does the Lab 5 solution zip (with its trained models: nothing retrains) get full marks on
+    every auto-graded question, as the committed expectations for `otter run` say?"""
+    fixtures = ROOT / "tests" / "fixtures" / LAB
+    scenario = next(s for s in corpus.load(fixtures / "scenarios.yml") if s.name == "solution")
+    assert not scenario.expected and not scenario.all_zero  # the expectation: full marks everywhere
+    submission = corpus.make_submission(scenario, root=ROOT, lab=LAB, fixtures=fixtures,
+                                        dest=tmp_path / "submission")
+    cfg = grade.Config(lab=LAB, tests=ROOT / "autograder" / LAB, settings=execute.Settings(
+        wall_seconds=1200, memory_bytes=10 << 30, cell_timeout=600))
+    (tmp_path / "scratch").mkdir()
+    result = grade.grade_one(cfg, batch.Submission("solution", submission), tmp_path / "scratch")
+    assert result["status"] == "ok", result.get("reason")
+    tests = sorted(p.stem for p in (ROOT / "autograder" / LAB / "tests").glob("q*.py"))
+    assert sorted(result["scores"]) == tests
+    assert result["scores"] == result["possible"], result["messages"]
+    assert result["total"] == result["max_total"] == 37
