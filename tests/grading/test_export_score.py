@@ -216,8 +216,13 @@ def test_figure_round_trip_for_grid_checks(tmp_path: Path) -> None:
     """Does a rebuilt figure keep the grid geometry and each panel's image, so that
     ``image_grid`` and ``feature_map_grid`` judge it as they judge the original?"""
     model = tiny_model(False)
-    image = np.random.default_rng(0).random((1, 4, 4, 1)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    # fixed positive kernels: the three channels differ and none is cut to zero by the ReLU
+    kernel, bias = model.layers[0].get_weights()
+    model.layers[0].set_weights([rng.random(kernel.shape).astype(np.float32), np.zeros_like(bias)])
+    image = rng.random((1, 4, 4, 1)).astype(np.float32)
     maps = np.asarray(model.layers[0](image))[0]
+    assert not np.allclose(maps[..., 0], maps[..., 1]) and not np.allclose(maps[..., 0], maps[..., 2])
     fig = grid_figure(1, 3, [maps[..., k] for k in range(3)])
     wrong = grid_figure(1, 3, [maps[..., 0]] * 3)
     env, problems = load_back(export_values(tmp_path, {"fig": fig, "wrong": wrong}), ["fig", "wrong"])
