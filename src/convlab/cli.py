@@ -72,7 +72,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
     settings = execute.Settings(wall_seconds=args.timeout,
                                 memory_bytes=args.memory << 20 if args.memory else None,
                                 cell_timeout=args.cell_timeout)
-    config = grade.Config(lab=args.lab, tests=tests.resolve(), settings=settings)
+    template = Path(args.template) if args.template else root / "student" / args.lab / f"{args.lab}.ipynb"
+    config = grade.Config(lab=args.lab, tests=tests.resolve(), settings=settings,
+                          template=template.resolve() if template.is_file() else None)
     if not execute.sandbox_user_can_run():
         print("warning: the sandbox user cannot run this Python (e.g. a venv under /root): notebooks "
               "run without the user switch; see docs/maintainers.md", file=sys.stderr)
@@ -81,7 +83,10 @@ def cmd_grade(args: argparse.Namespace) -> int:
     for result in results:
         print(f"{result['student_id']}: {result['status']} {result.get('total', 0):g}"
               f"/{result.get('max_total', 0):g}")
-    print(f"gradebook: {Path(args.output) / 'gradebook.csv'}")
+    flags = json.loads((Path(args.output) / "report.json").read_text())["integrity"]
+    print(f"gradebook: {Path(args.output) / 'gradebook.csv'}; class report: "
+          f"{Path(args.output) / 'report.html'} ({len(flags['weights'])} weight and "
+          f"{len(flags['answers'])} answer integrity flag(s))")
     return 0
 
 
@@ -120,6 +125,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--memory", type=int, default=8192, help="memory limit per submission, MB (0: none)")
     p.add_argument("--cell-timeout", type=float, default=1800.0, help="seconds per notebook cell")
     p.add_argument("--autograder", help="autograder folder or zip (default autograder/<lab>)")
+    p.add_argument("--template", help="student template notebook whose unchanged cells are not answers "
+                   "(default student/<lab>/<lab>.ipynb when it exists)")
     p.add_argument("--hide-hidden", action="store_true",
                    help="feedback says only that a hidden check failed, not why")
     p.set_defaults(func=cmd_grade)

@@ -30,6 +30,7 @@ to validate (:mod:`convlab.grading.score`), never code to run.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -163,6 +164,46 @@ def _read_notebook(path: Path) -> Any:
     return nb
 
 
+def _the_notebook(files: list[PurePosixPath]) -> PurePosixPath:
+    """The one notebook of a zip's files: at the top level, else anywhere but in checkpoints."""
+    notebooks = [f for f in files if f.suffix.lower() == ".ipynb" and len(f.parts) == 1]
+    if not notebooks:
+        notebooks = [f for f in files if f.suffix.lower() == ".ipynb" and ".ipynb_checkpoints" not in f.parts]
+    if len(notebooks) != 1:
+        raise SubmissionError("invalid-notebook", "в архиве нет блокнота .ipynb" if not notebooks
+                              else f"в архиве несколько блокнотов: {', '.join(map(str, notebooks))}")
+    return notebooks[0]
+
+
+def submitted_notebook(submission: Path) -> Any:
+    """The submitted notebook (nbformat v4) read as plain JSON, never run and nothing extracted:
+    the ``.ipynb`` itself or the one notebook of a zip (as :func:`unpack` picks it). Raises
+    :class:`SubmissionError` when there is none."""
+    submission = Path(submission)
+    if submission.suffix.lower() != ".zip":
+        return _read_notebook(submission)
+    try:
+        with zipfile.ZipFile(submission) as zf:
+            members = {}
+            for info in zf.infolist():
+                if info.is_dir():
+                    continue
+                with contextlib.suppress(SubmissionError):
+                    if (rel := _member_path(info.filename)) is not None:
+                        members[rel] = info
+            info = members[_the_notebook(list(members))]
+            with zf.open(info) as source:
+                data = source.read(MAX_NOTEBOOK + 1)
+    except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError, KeyError) as error:
+        raise SubmissionError("invalid-notebook", f"архив повреждён: {error}") from error
+    if len(data) > MAX_NOTEBOOK:
+        raise SubmissionError("invalid-notebook", "блокнот слишком большой")
+    try:
+        return nbformat.reads(data.decode("utf-8"), as_version=4)
+    except Exception as error:
+        raise SubmissionError("invalid-notebook", f"файл не является блокнотом Jupyter: {error}") from error
+
+
 def unpack(submission: Path, workdir: Path, lab: str | None = None) -> Any:
     """Put the submission's files into ``workdir`` and return its notebook (nbformat v4).
 
@@ -175,14 +216,7 @@ def unpack(submission: Path, workdir: Path, lab: str | None = None) -> Any:
                 files = _extract(zf, workdir)
         except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as error:
             raise SubmissionError("invalid-notebook", f"архив повреждён: {error}") from error
-        notebooks = [f for f in files if f.suffix.lower() == ".ipynb" and len(f.parts) == 1]
-        if not notebooks:
-            notebooks = [f for f in files if f.suffix.lower() == ".ipynb"
-                         and ".ipynb_checkpoints" not in f.parts]
-        if len(notebooks) != 1:
-            raise SubmissionError("invalid-notebook", "в архиве нет блокнота .ipynb" if not notebooks
-                                  else f"в архиве несколько блокнотов: {', '.join(map(str, notebooks))}")
-        path = workdir.joinpath(*notebooks[0].parts)
+        path = workdir.joinpath(*_the_notebook(files).parts)
         nb = _read_notebook(path)
         path.unlink()
     else:

@@ -4,10 +4,16 @@
 submission's notebook in the sandbox, exporting plain data) then phase 2
 (:mod:`convlab.grading.score`: the lab's tests in this trusted process on the loaded data), and
 returns the result dict that ``run_batch`` stores. It keeps the executed notebook in
-``scratch/executed.ipynb`` and removes the sandbox's working directory.
+``scratch/executed.ipynb`` and removes the sandbox's working directory. While scoring it records,
+for the class report and the feedback (:class:`_Collector`): ``integrity.models[var]`` (weights
+fingerprint of each loaded Keras model), ``integrity.answers`` (fingerprint of the submitted
+answer cells, read as plain JSON), ``histories[var]`` (each model's fit history as plain lists)
+and ``figures[var]`` (the values that :data:`FEEDBACK_FIGURES` asks to draw).
 
 :func:`grade_folder` grades a folder (the ``convlab grade`` command): the gradebook CSV,
-``results/<id>.json``, ``gradescope/<id>/results.json`` and ``feedback/<id>.md`` / ``.html`` / ``.ipynb``.
+``results/<id>.json``, ``gradescope/<id>/results.json``, ``feedback/<id>.md`` / ``.html`` /
+``.ipynb`` (pictures in ``feedback/<id>/``) and the class report ``report.html`` / ``.md`` /
+``.json`` (:mod:`convlab.grading.report`).
 """
 
 from __future__ import annotations
@@ -17,17 +23,30 @@ import dataclasses
 import functools
 import html
 import json
+import math
 import os
+import re
 import shutil
 import stat
+import sys
+import urllib.parse
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convlab.grading import batch, execute, score
+from convlab.grading import batch, execute, figures, report, score
 
 MAX_EXECUTED = 50 << 20
+
+#: Per lab: notebook variable -> picture added to each student's feedback when the scoring
+#: environment holds that variable. Kind ``"confusion"``: a square integer matrix drawn as a
+#: confusion-matrix heatmap. Only the parameters of the lab's tests reach the scoring
+#: environment, so the variable must be one, e.g. ``{"lab6_nin": {"confusion_matrix": "confusion"}}``.
+FEEDBACK_FIGURES: dict[str, dict[str, str]] = {}
+_METRIC = re.compile(r"[A-Za-z0-9_]{1,64}")
+_VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,79}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -38,6 +57,11 @@ class Config:
     tests: Path  #: the trusted autograder folder, its tests folder or the autograder zip
     settings: execute.Settings = field(default_factory=execute.Settings)
     sandbox_base: Path | None = None
+    #: the student template notebook: its unchanged cells are not answers (integrity check)
+    template: Path | None = None
+    #: variable -> picture kind for the feedback (default :data:`FEEDBACK_FIGURES` of the lab)
+    figures: Mapping[str, str] | None = None
+    report_settings: report.Settings = field(default_factory=report.Settings)  #: integrity thresholds
 
 
 def _copy_executed(execution: execute.Execution, dest: Path) -> None:
@@ -99,6 +123,91 @@ def with_otter_seed(settings: execute.Settings, tests: Path) -> execute.Settings
                                seed_variable=variable if isinstance(variable, str) else None)
 
 
+def plain_history(history: Any) -> dict[str, list[float | None]]:
+    """A fit history as plain bounded lists: metric names of ``[A-Za-z0-9_]``, at most
+    :data:`figures.MAX_METRICS` metrics of :data:`figures.MAX_EPOCHS` epochs, non-finite -> None."""
+    out: dict[str, list[float | None]] = {}
+    if not isinstance(history, Mapping):
+        return out
+    for key, values in history.items():
+        if len(out) >= figures.MAX_METRICS:
+            break
+        if not isinstance(key, str) or not _METRIC.fullmatch(key) or not isinstance(values, list | tuple):
+            continue
+        numbers: list[float | None] = []
+        for value in list(values)[:figures.MAX_EPOCHS]:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            numbers.append(float(f"{number:.6g}") if math.isfinite(number) else None)
+        out[key] = numbers
+    return out
+
+
+def plain_matrix(value: Any) -> list[list[int]] | None:
+    """A square integer matrix (at most :data:`figures.MAX_MATRIX` rows) as lists, else None."""
+    import numpy as np
+
+    try:
+        array = np.asarray(value)
+    except Exception:
+        return None
+    if array.ndim != 2 or array.shape[0] != array.shape[1] or not 0 < array.shape[0] <= figures.MAX_MATRIX:
+        return None
+    if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+        array = array.astype(np.int64)
+    if array.dtype.kind not in "iu":
+        return None
+    return array.astype(np.int64).tolist()
+
+
+class _Collector:
+    """``score.score``'s observer: fingerprints and histories of the loaded models, and the values
+    to draw in the feedback. A value seen in several questions keeps its last snapshot."""
+
+    def __init__(self, wanted: Mapping[str, str]) -> None:
+        self.wanted = dict(wanted)
+        self.models: dict[str, Any] = {}
+        self.histories: dict[str, Any] = {}
+        self.figures: dict[str, Any] = {}
+
+    def __call__(self, question: str, name: str, value: Any) -> None:
+        keras = sys.modules.get("keras")
+        if keras is not None and isinstance(value, keras.Model):
+            self.models[name] = report.weights_fingerprint(value.get_weights())
+            history = plain_history(getattr(getattr(value, "history", None), "history", None))
+            if history:
+                self.histories[name] = history
+        if self.wanted.get(name) == "confusion" and (matrix := plain_matrix(value)) is not None:
+            self.figures[name] = {"kind": "confusion", "matrix": matrix}
+
+
+def code_cells(nb: Any) -> list[str]:
+    """The sources of a notebook's code cells."""
+    return [c.get("source") or "" for c in nb.get("cells") or [] if c.get("cell_type") == "code"
+            and isinstance(c.get("source"), str)]
+
+
+@functools.cache
+def _template_cells(template: Path | None) -> tuple[str, ...]:
+    if template is None or not Path(template).is_file():
+        return ()
+    try:
+        return tuple(code_cells(execute.submitted_notebook(Path(template))))
+    except execute.SubmissionError:
+        return ()
+
+
+def answers_fingerprint(submission: Path, template: Path | None = None) -> dict[str, Any] | None:
+    """The integrity fingerprint of a submission's answer cells (None when unreadable)."""
+    try:
+        nb = execute.submitted_notebook(submission)
+    except execute.SubmissionError:
+        return None
+    return report.answer_fingerprint(code_cells(nb), _template_cells(template))
+
+
 def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> dict[str, Any]:
     """Grade one submission in two phases; the submission's code never runs in this process."""
     tests = score.load_tests(Path(config.tests))  # fresh: scoring records results on them
@@ -109,13 +218,15 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
         settings = with_otter_seed(settings, Path(config.tests))
     execution = execute.execute(submission.path, config.lab, needed, settings,
                                 base=config.sandbox_base)
+    collector = _Collector(FEEDBACK_FIGURES.get(config.lab, {}) if config.figures is None else config.figures)
     try:
         _copy_executed(execution, Path(scratch) / "executed.ipynb")
         export = None
         if execution.status in ("ok", "timeout", "memory", "crashed"):
             export = score.load_snapshots(execution.export)
         try:
-            result = score.score(tests, export, status=execution.status, reason=execution.message)
+            result = score.score(tests, export, status=execution.status, reason=execution.message,
+                                 observe=collector)
         finally:
             if export is not None:
                 export.close()
@@ -131,6 +242,14 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
     result["execution"] = {"seconds": execution.seconds,
                            "peak_rss_mb": round(execution.peak_rss_bytes / 2**20),
                            "protections": execution.protections}
+    answers = None
+    if execution.status not in ("invalid-notebook", "wrong-assignment"):
+        answers = answers_fingerprint(submission.path, config.template)
+    result["integrity"] = {"models": collector.models, "answers": answers}
+    if collector.histories:
+        result["histories"] = collector.histories
+    if collector.figures:
+        result["figures"] = collector.figures
     return result
 
 
@@ -177,8 +296,36 @@ def feedback_lines(result: dict[str, Any], *, hide_hidden: bool = False) -> list
     return items
 
 
-def feedback_markdown(result: dict[str, Any], *, hide_hidden: bool = False) -> str:
-    """Feedback for one student as Markdown."""
+def feedback_figures(result: dict[str, Any]) -> list[tuple[str, str, bytes]]:
+    """The pictures of one student's feedback as (file stem, caption, PNG): the learning curves of
+    each model with a fit history (``result["histories"]``) and the values of ``result["figures"]``
+    (a confusion matrix). A picture that cannot be drawn is left out."""
+    out: list[tuple[str, str, bytes]] = []
+    histories = result.get("histories") if isinstance(result.get("histories"), dict) else {}
+    for var, history in sorted(histories.items()):
+        if not _VARIABLE.fullmatch(str(var)):
+            continue
+        caption = f"Кривые обучения модели {var}"
+        with contextlib.suppress(Exception):
+            picture = figures.learning_curves(plain_history(history), caption)
+            if picture is not None:
+                out.append((f"curves_{var}", caption, picture))
+    values = result.get("figures") if isinstance(result.get("figures"), dict) else {}
+    for var, value in sorted(values.items()):
+        wanted = isinstance(value, dict) and value.get("kind") == "confusion"
+        if not (wanted and _VARIABLE.fullmatch(str(var))):
+            continue
+        matrix = plain_matrix(value.get("matrix"))
+        if matrix is not None:
+            caption = f"Матрица ошибок ({var})"
+            with contextlib.suppress(Exception):
+                out.append((f"confusion_{var}", caption, figures.confusion_matrix(matrix, caption)))
+    return out
+
+
+def feedback_markdown(result: dict[str, Any], *, hide_hidden: bool = False,
+                      images: list[tuple[str, str]] = ()) -> str:
+    """Feedback for one student as Markdown; ``images``: (caption, relative path of the PNG)."""
     out: list[str] = []
     for kind, data in feedback_lines(result, hide_hidden=hide_hidden):
         if kind == "title":
@@ -191,11 +338,18 @@ def feedback_markdown(result: dict[str, Any], *, hide_hidden: bool = False) -> s
         else:
             question, messages = data
             out += [f"## {question}", ""] + [f"- {m}".replace("\n", "\n  ") for m in messages] + [""]
+    if images:
+        out += ["## Графики", ""]
+        out += [f"![{caption}]({urllib.parse.quote(path)})\n" for caption, path in images]
     return "\n".join(out)
 
 
-def feedback_html(result: dict[str, Any], *, hide_hidden: bool = False) -> str:
-    """Feedback for one student as a standalone HTML page (every student text escaped)."""
+def feedback_html(result: dict[str, Any], *, hide_hidden: bool = False,
+                  images: list[tuple[str, bytes]] | None = None) -> str:
+    """Feedback for one student as a standalone HTML page (every student text escaped), with its
+    pictures embedded: ``images`` (caption, PNG), by default those of :func:`feedback_figures`."""
+    if images is None:
+        images = [(caption, picture) for _, caption, picture in feedback_figures(result)]
     esc = html.escape
     body: list[str] = []
     title = ""
@@ -213,14 +367,19 @@ def feedback_html(result: dict[str, Any], *, hide_hidden: bool = False) -> str:
             question, messages = data
             items = "".join(f"<li><pre>{esc(m)}</pre></li>" for m in messages)
             body.append(f"<h2>{esc(question)}</h2><ul>{items}</ul>")
+    if images:
+        body.append("<h2>Графики</h2>")
+        body += [f'<figure><img alt="{esc(caption)}" src="{figures.data_uri(picture)}">'
+                 f"<figcaption>{esc(caption)}</figcaption></figure>" for caption, picture in images]
     return (f"<!DOCTYPE html>\n<html lang=\"ru\"><head><meta charset=\"utf-8\"><title>{esc(title)}</title>"
             "</head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
 def write_reports(results: list[dict[str, Any]], out: Path, *, hide_hidden: bool = False,
                   show_hidden_gradescope: bool = False) -> None:
-    """Per-student Gradescope results.json and feedback under ``out``: Markdown, HTML and the
-    executed notebook (``feedback/<id>.ipynb``, when the notebook ran)."""
+    """Per-student Gradescope results.json and feedback under ``out``: Markdown (its pictures in
+    ``feedback/<id>/``), HTML (pictures embedded) and the executed notebook
+    (``feedback/<id>.ipynb``, when the notebook ran)."""
     for result in results:
         sid = result["student_id"]
         folder = out / "gradescope" / sid
@@ -228,8 +387,20 @@ def write_reports(results: list[dict[str, Any]], out: Path, *, hide_hidden: bool
         report = score.gradescope(result, show_hidden=show_hidden_gradescope)
         batch.write_atomic(folder / "results.json", json.dumps(report, indent=1, ensure_ascii=False) + "\n")
         (out / "feedback").mkdir(parents=True, exist_ok=True)
-        batch.write_atomic(out / "feedback" / f"{sid}.md", feedback_markdown(result, hide_hidden=hide_hidden))
-        batch.write_atomic(out / "feedback" / f"{sid}.html", feedback_html(result, hide_hidden=hide_hidden))
+        pictures = feedback_figures(result)
+        folder = out / "feedback" / sid
+        for stale in folder.glob("*.png"):
+            stale.unlink()
+        links = []
+        for stem, caption, picture in pictures:
+            folder.mkdir(exist_ok=True)
+            (folder / f"{stem}.png").write_bytes(picture)
+            links.append((caption, f"{sid}/{stem}.png"))
+        batch.write_atomic(out / "feedback" / f"{sid}.md",
+                           feedback_markdown(result, hide_hidden=hide_hidden, images=links))
+        batch.write_atomic(out / "feedback" / f"{sid}.html",
+                           feedback_html(result, hide_hidden=hide_hidden,
+                                         images=[(caption, picture) for _, caption, picture in pictures]))
         executed = out / "work" / sid / "executed.ipynb"
         if executed.is_file():  # the student's notebook with the outputs of the graded run
             shutil.copyfile(executed, out / "feedback" / f"{sid}.ipynb")
@@ -237,7 +408,8 @@ def write_reports(results: list[dict[str, Any]], out: Path, *, hide_hidden: bool
 
 def grade_folder(config: Config, folder: Path, out: Path, *, workers: int = 1, regrade: bool = False,
                  hide_hidden: bool = False, progress: bool = True) -> list[dict[str, Any]]:
-    """Grade every submission of ``folder``; write the gradebook, results and feedback to ``out``."""
+    """Grade every submission of ``folder``; write the gradebook, results, feedback and the class
+    report to ``out``."""
     out = Path(out)
     submissions = batch.discover(Path(folder))
     results = batch.run_batch(submissions, functools.partial(grade_one, config), out, workers=workers,
@@ -245,4 +417,5 @@ def grade_folder(config: Config, folder: Path, out: Path, *, workers: int = 1, r
     questions = [t.name for t in score.load_tests(Path(config.tests))]
     batch.write_gradebook(results, out / "gradebook.csv", questions)
     write_reports(results, out, hide_hidden=hide_hidden, show_hidden_gradescope=show_hidden(config.tests))
+    report.write_report(results, out, config.report_settings)
     return results

@@ -31,6 +31,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -309,9 +310,13 @@ def decode(node: Any, export: Export, cache: dict[str, Any], depth: int = 0) -> 
 MISSING = "переменная {name} не найдена / не может быть экспортирована: {why}"
 
 
-def _environment(export: Export | None, question: str, names: list[str], fallback: str
-                 ) -> tuple[dict[str, Any], dict[str, str]]:
-    """The loaded values of ``question``'s snapshot and, per name, why it is absent."""
+Observer = Callable[[str, str, Any], None]
+
+
+def _environment(export: Export | None, question: str, names: list[str], fallback: str,
+                 observe: Observer | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+    """The loaded values of ``question``'s snapshot and, per name, why it is absent;
+    ``observe(question, name, value)`` sees each loaded value (an error in it is ignored)."""
     env: dict[str, Any] = {}
     problems: dict[str, str] = {}
     snap = export.snapshots.get(question) if export is not None else None
@@ -329,6 +334,10 @@ def _environment(export: Export | None, question: str, names: list[str], fallbac
                 problems[name] = f"значение не загружается ({error})"
             except Exception as error:
                 problems[name] = f"значение не загружается ({type(error).__name__})"
+            else:
+                if observe is not None:
+                    with contextlib.suppress(Exception):
+                        observe(question, name, env[name])
         elif kind == "unexportable":
             problems[name] = f"значение типа {str(entry.get('type'))[:200]} не является данными"
         else:
@@ -367,9 +376,12 @@ def _run_file(test_file: ExceptionTestFile, env: dict[str, Any], problems: dict[
 
 
 def score(tests: list[ExceptionTestFile], export: Export | None, *, status: str = "ok",
-          reason: str = "") -> dict[str, Any]:
+          reason: str = "", observe: Observer | None = None) -> dict[str, Any]:
     """Run every test case on the exported values; the result dict of :mod:`batch` (``status``,
-    ``scores``, ``possible``, ``total``, ``max_total``, ``questions`` with each case's outcome)."""
+    ``scores``, ``possible``, ``total``, ``max_total``, ``questions`` with each case's outcome).
+
+    ``observe(question, name, value)`` is called with every value loaded for a question, before
+    its tests run (the grader fingerprints the loaded models there)."""
     fallback = {
         "ok": "блокнот выполнен, но значения не были сохранены",
         "timeout": "выполнение блокнота прервано по времени до проверки этого задания",
@@ -379,7 +391,7 @@ def score(tests: list[ExceptionTestFile], export: Export | None, *, status: str 
     questions: dict[str, Any] = {}
     for test_file in tests:
         names = [n for n in parameters(test_file) if n != "env"]
-        env, problems = _environment(export, test_file.name, names, fallback)
+        env, problems = _environment(export, test_file.name, names, fallback, observe)
         cases = _run_file(test_file, env, problems)
         del env
         questions[test_file.name] = {

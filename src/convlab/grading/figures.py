@@ -1,0 +1,114 @@
+"""Pictures of the grading outputs, drawn with matplotlib's object API (no pyplot, Agg canvas).
+
+Every function takes plain data (lists of numbers from a result dict, never a student object)
+and returns PNG bytes; :func:`data_uri` embeds them in a standalone HTML page. Labels that come
+from a submission (metric names) are restricted to ``[A-Za-z0-9_]`` before they get here (see
+:func:`convlab.grading.grade.plain_history`), and mathtext is off for every text drawn.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import itertools
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+MAX_EPOCHS = 1000  #: epochs kept per metric of a fit history
+MAX_METRICS = 16  #: metrics kept per fit history
+MAX_MATRIX = 100  #: rows (= columns) of a confusion matrix drawn
+
+
+def _figure(width: float, height: float) -> Any:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def png(fig: Any) -> bytes:
+    """The figure as PNG bytes (fixed metadata, so the same data gives the same bytes)."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", metadata={"Software": None})
+    return buffer.getvalue()
+
+
+def data_uri(data: bytes) -> str:
+    """``data:image/png;base64,...`` for an ``<img src>``."""
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def _finite(values: Sequence[Any]) -> list[float]:
+    out = []
+    for value in values:
+        ok = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        out.append(float(value) if ok else math.nan)
+    return out
+
+
+def learning_curves(history: Mapping[str, Sequence[Any]], title: str = "") -> bytes | None:
+    """One panel per metric (``loss``, ``accuracy``, ...): the training curve and, when present,
+    the validation one (``val_<metric>``) per epoch. None when the history has no numbers."""
+    bases = [k for k in history if not k.startswith("val_")]
+    bases += [k[4:] for k in history if k.startswith("val_") and k[4:] not in history]
+    bases = sorted(dict.fromkeys(bases), key=lambda k: (k != "loss", k))[:4]
+    series = {k: _finite(history.get(k) or []) for k in (*bases, *(f"val_{b}" for b in bases))}
+    if not any(any(not math.isnan(v) for v in s) for s in series.values()):
+        return None
+    fig = _figure(4.2 * len(bases), 3.2)
+    axes = fig.subplots(1, len(bases), squeeze=False)[0]
+    for ax, base in zip(axes, bases, strict=True):
+        for key, label in ((base, "обучение"), (f"val_{base}", "валидация")):
+            values = series.get(key) or []
+            if values:
+                ax.plot(range(1, len(values) + 1), values, marker="o", markersize=3, label=label)
+        ax.set_title(base, usetex=False, parse_math=False)
+        ax.set_xlabel("эпоха")
+        ax.grid(alpha=0.3)
+        ax.legend()
+        ax.xaxis.get_major_locator().set_params(integer=True)
+    if title:
+        fig.suptitle(title, usetex=False, parse_math=False)
+    return png(fig)
+
+
+def confusion_matrix(matrix: Sequence[Sequence[int]], title: str = "") -> bytes:
+    """A confusion-matrix heatmap: rows the true classes, columns the predicted ones."""
+    import numpy as np
+
+    data = np.asarray(matrix, dtype=np.int64)
+    size = data.shape[0]
+    fig = _figure(min(2.5 + 0.45 * size, 12), min(2.2 + 0.45 * size, 12))
+    ax = fig.subplots()
+    image = ax.imshow(data, cmap="Blues")
+    fig.colorbar(image, ax=ax)
+    ax.set_xlabel("предсказанный класс")
+    ax.set_ylabel("истинный класс")
+    if size <= 20:
+        ax.set_xticks(range(size))
+        ax.set_yticks(range(size))
+        high = data.max() if data.size else 0
+        for i in range(size):
+            for j in range(size):
+                ax.text(j, i, str(data[i, j]), ha="center", va="center", fontsize=8, parse_math=False,
+                        color="white" if high and data[i, j] > high / 2 else "black")
+    if title:
+        ax.set_title(title, parse_math=False)
+    return png(fig)
+
+
+def histogram(edges: Sequence[float], counts: Sequence[int], title: str = "") -> bytes:
+    """A histogram from precomputed bin edges and counts."""
+    fig = _figure(6.4, 3.2)
+    ax = fig.subplots()
+    widths = [b - a for a, b in itertools.pairwise(edges)]
+    ax.bar(edges[:-1], counts, width=widths, align="edge", edgecolor="black", linewidth=0.5)
+    ax.set_xlabel("total score")
+    ax.set_ylabel("submissions")
+    ax.yaxis.get_major_locator().set_params(integer=True)
+    if title:
+        ax.set_title(title, parse_math=False)
+    return png(fig)
