@@ -59,7 +59,6 @@ MINHASH_SEED = 1729
 SHINGLE = 5
 SLOWEST = 10
 MESSAGE_CHARS = 300
-_MERSENNE = (1 << 61) - 1
 
 
 @dataclass(frozen=True)
@@ -141,13 +140,13 @@ def minhash(words: Sequence[str]) -> list[int]:
     shingles = {" ".join(words[i:i + SHINGLE]) for i in range(max(1, len(words) - SHINGLE + 1))}
     values = np.fromiter((int.from_bytes(hashlib.blake2b(s.encode(), digest_size=4).digest(), "little")
                           for s in sorted(shingles)), dtype=np.uint64, count=len(shingles))
-    rng = np.random.default_rng(MINHASH_SEED)
-    a = rng.integers(1, 1 << 31, size=(MINHASH_SIZE, 1), dtype=np.uint64)
-    b = rng.integers(0, 1 << 31, size=(MINHASH_SIZE, 1), dtype=np.uint64)
+    rng = np.random.default_rng(MINHASH_SEED)  # multiply-add-shift hashes of the 32-bit values
+    a = rng.integers(0, 1 << 63, size=(MINHASH_SIZE, 1), dtype=np.uint64) * np.uint64(2) + np.uint64(1)
+    b = rng.integers(0, 1 << 63, size=(MINHASH_SIZE, 1), dtype=np.uint64)
     best = np.full(MINHASH_SIZE, np.iinfo(np.uint64).max, dtype=np.uint64)
-    for start in range(0, values.size, 8192):  # a*x + b < 2**63 + 2**31: no overflow
+    for start in range(0, values.size, 8192):
         chunk = values[start:start + 8192]
-        best = np.minimum(best, ((a * chunk + b) % np.uint64(_MERSENNE)).min(axis=1))
+        best = np.minimum(best, ((a * chunk + b) >> np.uint64(32)).min(axis=1))  # mod 2**64 wraps
     return [int(v) for v in best]
 
 
@@ -393,7 +392,7 @@ def _tables(data: dict[str, Any]) -> list[tuple[str, str, list[str], list[list[s
 
 
 def _md_cell(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("|", "\\|").replace("\n", " ").replace("<", "&lt;")
+    return html.escape(text.replace("\\", "\\\\"), quote=False).replace("|", "\\|").replace("\n", " ")
 
 
 def render_markdown(data: dict[str, Any], histogram_file: str | None = "report_histogram.png") -> str:

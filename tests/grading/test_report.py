@@ -1,0 +1,261 @@
+"""The class report, the integrity fingerprints and the pictures of the feedback.
+
+The report is built from synthetic result dicts (the layout of ``score.score``); one end-to-end
+test grades tiny notebooks in real kernels (the tiny lab of ``test_two_phase.py``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from test_two_phase import HONEST, SETUP, autograder, config, notebook  # noqa: F401 (fixture)
+
+from convlab.grading import grade, report
+
+IMG = '<img alt="'
+DATA = 'src="data:image/png;base64,'
+
+
+def case(name: str, passed: bool, message: str = "", hidden: bool = False) -> dict[str, Any]:
+    return {"name": name, "points": 1.0, "hidden": hidden, "passed": passed,
+            "message": "" if passed else message}
+
+
+def result(sid: str, total: float, *, status: str = "ok", q1: tuple[bool, bool] = (True, True),
+           q2: bool = True, duration: float = 1.0, rss: int = 100, message: str = "x != 42",
+           **extra: Any) -> dict[str, Any]:
+    questions = {
+        "q1": {"score": 0.0, "possible": 2.0, "cases": [case("test_public", q1[0], message),
+                                                          case("test_hidden", q1[1], "len(lst)", True)]},
+        "q2": {"score": 0.0, "possible": 1.0, "cases": [case("test_y", q2, "y: ожидалось 'конец'")]},
+    }
+    for value in questions.values():
+        value["output"] = value["public_output"] = ""
+    protections = {"network_namespace": True, "unprivileged_user": status != "memory", "process_group": True}
+    return {"student_id": sid, "file": f"{sid}.ipynb", "status": status, "total": total, "max_total": 3.0,
+            "scores": {}, "questions": questions, "duration_s": duration,
+            "execution": {"seconds": duration - 0.5, "peak_rss_mb": rss, "protections": protections},
+            **extra}
+
+
+def synthetic() -> list[dict[str, Any]]:
+    return [
+        result("a", 3.0, duration=5.0, rss=300),
+        result("b", 2.0, q2=False, duration=50.0, rss=900),
+        result("c", 0.0, status="timeout", q1=(False, False), q2=False, duration=20.0, message="x: 0"),
+        result("d", 1.0, status="memory", q1=(False, True), q2=False, duration=2.0,
+               warnings=["the notebook ran without the unprivileged sandbox user"]),
+        result("e", 2.0, q1=(False, True), duration=9.0),
+        {"student_id": "f", "file": "f.ipynb", "status": "invalid-notebook", "total": 0.0, "max_total": 3.0,
+         "questions": {}, "duration_s": 0.1,
+         "execution": {"seconds": 0.0, "peak_rss_mb": 0, "protections": {}}},
+    ]
+
+
+# ------------------------------------------------------------------------------------ numbers
+def test_report_numbers() -> None:
+    """Are the summary, the histogram counts, the pass rates (hardest first, with the most common
+    failure message), the slowest order and the protection counts those of the results?"""
+    data = report.build(synthetic())
+    s = data["summary"]
+    assert (s["submissions"], s["max_total"], s["mean"], s["median"], s["min"], s["max"]) == (
+        6, 3.0, round(8 / 6, 3), 1.5, 0.0, 3.0)
+    assert s["statuses"] == {"ok": 3, "invalid-notebook": 1, "memory": 1, "timeout": 1}
+    assert data["histogram"]["edges"] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    assert data["histogram"]["counts"] == [2, 1, 2, 1]  # totals 0, 0 | 1 | 2, 2 | 3
+    rates = [(c["question"], c["case"], c["passed"], c["graded"]) for c in data["checks"]]
+    assert rates == [("q1", "test_public", 2, 5), ("q2", "test_y", 2, 5), ("q1", "test_hidden", 4, 5)]
+    public = data["checks"][0]
+    assert (public["common_failure"], public["common_failure_count"]) == ("x != 42", 2)
+    assert public["hidden"] is False
+    assert data["checks"][2]["hidden"] is True
+    assert [r["student_id"] for r in data["slowest"]] == ["b", "c", "e", "a", "d", "f"]
+    assert data["slowest"][0]["peak_rss_mb"] == 900
+    assert data["protections"]["network_namespace"] == {"on": 5, "of": 5}
+    assert data["protections"]["unprivileged_user"] == {"on": 4, "of": 5}
+    assert data["not_executed"] == 1
+    assert data["warnings"] == [{"warning": "the notebook ran without the unprivileged sandbox user",
+                                 "students": ["d"]}]
+
+
+def test_report_files_escape_and_embed(tmp_path: Path) -> None:
+    """Does write_report write the three files with the same numbers, the histogram embedded in
+    the HTML as a PNG and linked from the Markdown, and a student's message escaped?"""
+    results = synthetic()
+    for failing in results[2:5]:  # the most common failure of test_public
+        failing["questions"]["q1"]["cases"][0]["message"] = "<script>alert(1)</script> | x"
+    data = report.write_report(results, tmp_path)
+    assert json.loads((tmp_path / "report.json").read_text()) == json.loads(json.dumps(data))
+    page = (tmp_path / "report.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    uri = re.search(r'src="data:image/png;base64,([^"]+)"', page)
+    assert uri and base64.b64decode(uri.group(1)).startswith(b"\x89PNG")
+    md = (tmp_path / "report.md").read_text()
+    assert "![histogram of totals](report_histogram.png)" in md
+    assert (tmp_path / "report_histogram.png").read_bytes().startswith(b"\x89PNG")
+    assert "&lt;script&gt;alert(1)&lt;/script&gt; \\| x" in md  # one table cell, no raw HTML
+    assert "network namespace | 5/5" in md and "not proof" in md
+
+
+# ---------------------------------------------------------------------------------- integrity
+def weights(seed: int) -> list[np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [rng.normal(size=(3, 3, 1, 8)).astype(np.float32), np.zeros(8, np.float32),
+            rng.normal(size=(72, 10)).astype(np.float32)]
+
+
+def with_models(sid: str, **models: list[np.ndarray]) -> dict[str, Any]:
+    return {"student_id": sid, "integrity": {
+        "models": {var: report.weights_fingerprint(w) for var, w in models.items()}, "answers": None}}
+
+
+def test_weights_flagged_exact_near_not_unrelated() -> None:
+    """Are two students with the same weights flagged identical, one whose weights differ by
+    tiny noise near-identical, an independently trained one not, and a model of another
+    architecture or variable never compared?"""
+    base = weights(0)
+    noisy = [w + np.float32(1e-2) * np.random.default_rng(9).normal(size=w.shape).astype(np.float32)
+             for w in base]
+    wider = [*base[:2], np.zeros((72, 11), np.float32)]
+    results = [with_models("ann", model1=base), with_models("ben", model1=base),
+               with_models("cid", model1=noisy), with_models("dan", model1=weights(1)),
+               with_models("eva", model1=wider, model2=base)]
+    flags = report.integrity(results)["weights"]
+    assert len(flags) == 1, flags
+    cluster = flags[0]
+    assert (cluster["variable"], cluster["students"]) == ("model1", ["ann", "ben", "cid"])
+    assert cluster["exact"] is False
+    pairs = {(p["a"], p["b"]): (p["exact"], p["similarity"]) for p in cluster["pairs"]}
+    assert pairs[("ann", "ben")] == (True, 1.0)
+    assert not pairs[("ann", "cid")][0] and 0.999 <= pairs[("ann", "cid")][1] < 1.0
+    independent = report.cosine(results[0]["integrity"]["models"]["model1"]["sketch"],
+                                results[3]["integrity"]["models"]["model1"]["sketch"])
+    assert independent < 0.9
+
+
+ANSWER = '''model = keras.Sequential([
+    layers.Conv2D(32, (3, 3), activation="relu", input_shape=(28, 28, 1)),  # first block
+    layers.MaxPooling2D((2, 2)),
+    layers.Flatten(),
+    layers.Dense(10, activation="softmax"),
+])
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+history = model.fit(x_train, y_train, epochs=5, validation_split=0.1)
+total_params_1 = model.count_params()
+'''
+TEMPLATE = ["import numpy as np\nimport keras\nfrom keras import layers", "grader.check('q1')",
+            "total_params_1 = ???"]
+
+
+def with_answers(sid: str, *cells: str) -> dict[str, Any]:
+    fp = report.answer_fingerprint([*TEMPLATE[:2], *cells], TEMPLATE)
+    return {"student_id": sid, "integrity": {"models": {}, "answers": fp}}
+
+
+def test_answers_flagged_identical_renamed_not_unrelated_not_blank() -> None:
+    """Are a copy differing only in comments and spacing flagged identical, a copy with renamed
+    variables near-identical, an unrelated answer not flagged, and blank submissions (only the
+    template's cells) never flagged as a cluster?"""
+    respaced = re.sub(r"  # first block", "", ANSWER).replace(", ", ",  ").replace("\n", "\n\n# note\n")
+    renamed = ANSWER.replace("model", "net").replace("history", "hist")
+    unrelated = ("import matplotlib.pyplot as plt\nfig, axes = plt.subplots(2, 5)\nfor i, ax in enumerate("
+                 "axes.flat):\n    ax.imshow(x_test[i], cmap='gray')\n    ax.set_title(str(y_test[i]))\n")
+    results = [with_answers("ann", ANSWER), with_answers("ben", respaced), with_answers("cid", renamed),
+               with_answers("dan", unrelated), with_answers("blank1"), with_answers("blank2"),
+               with_answers("blank3", TEMPLATE[2])]
+    assert results[4]["integrity"]["answers"]["sha256"] is None
+    assert results[6]["integrity"]["answers"] == results[4]["integrity"]["answers"]
+    data = report.integrity(results)
+    assert data["answers_compared"] == 4
+    assert [c["students"] for c in data["answers"]] == [["ann", "ben", "cid"]]
+    pairs = {(p["a"], p["b"]): (p["exact"], p["similarity"]) for p in data["answers"][0]["pairs"]}
+    assert pairs[("ann", "ben")] == (True, 1.0)
+    assert pairs[("ann", "cid")][0] is False and pairs[("ann", "cid")][1] >= 0.9
+    changed = ANSWER.replace("32", "64").replace("(3, 3)", "(5, 5)").replace("adam", "sgd").replace(
+        '"relu"', '"tanh"')
+    assert report.jaccard(results[0]["integrity"]["answers"]["minhash"],
+                          with_answers("x", changed)["integrity"]["answers"]["minhash"]) < 0.9
+
+
+# ------------------------------------------------------------------------------------ feedback
+HISTORY = {"loss": [1.2, 0.8, 0.5], "accuracy": [0.6, 0.75, 0.9], "val_loss": [1.0, 0.9, 0.7],
+           "val_accuracy": [0.65, 0.7, 0.8]}
+
+
+def test_feedback_pictures_and_escaping(tmp_path: Path) -> None:
+    """Does the feedback HTML embed a PNG for a result with a fit history (and a confusion
+    matrix), none without, write the PNG files the Markdown links, and escape a student string?"""
+    plain = result("plain", 1.0, q2=False)
+    plain["questions"]["q2"]["cases"][0]["message"] = "<script>alert('x')</script>"
+    assert DATA not in grade.feedback_html(plain)
+    page = grade.feedback_html(plain)
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    pictured = result("pictured", 3.0, histories={"model1": HISTORY, "bad name<": HISTORY},
+                      figures={"confusion": {"kind": "confusion", "matrix": [[5, 1], [0, 4]]}})
+    page = grade.feedback_html(pictured)
+    assert page.count(DATA) == 2 and page.count(IMG) == 2 and "bad name" not in page
+    grade.write_reports([plain, pictured], tmp_path)
+    assert not (tmp_path / "feedback" / "plain").exists()
+    assert sorted(p.name for p in (tmp_path / "feedback" / "pictured").iterdir()) == [
+        "confusion_confusion.png", "curves_model1.png"]
+    md = (tmp_path / "feedback" / "pictured.md").read_text()
+    assert "(pictured/curves_model1.png)" in md and "(pictured/confusion_confusion.png)" in md
+    assert (tmp_path / "feedback" / "pictured.html").read_text().count(DATA) == 2
+
+
+def test_collector_reads_models_histories_and_matrices() -> None:
+    """Does grade_one's observer fingerprint a loaded Keras model, keep its re-attached fit
+    history as bounded plain lists (odd metric names dropped), and keep a wanted square integer
+    matrix while refusing a non-square one?"""
+    keras = pytest.importorskip("keras")
+    model = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    record = keras.callbacks.History()
+    record.history = {"loss": [float(v) for v in range(1500)], "val_loss": [float("nan"), 1.0],
+                      "<b>": [1.0]}
+    model.history = record
+    collector = grade._Collector({"cm": "confusion", "bad": "confusion"})
+    collector("q1", "model1", model)
+    collector("q2", "cm", np.array([[3, 1], [2, 4]], dtype=np.int32))
+    collector("q2", "bad", np.zeros((2, 3), dtype=int))
+    fp = collector.models["model1"]
+    assert fp == report.weights_fingerprint(model.get_weights()) and fp["params"] == 8
+    assert set(collector.histories["model1"]) == {"loss", "val_loss"}
+    assert len(collector.histories["model1"]["loss"]) == 1000
+    assert collector.histories["model1"]["val_loss"] == [None, 1.0]
+    assert collector.figures == {"cm": {"kind": "confusion", "matrix": [[3, 1], [2, 4]]}}
+
+
+# ---------------------------------------------------------------------------------- end to end
+def test_grade_folder_writes_report_and_flags_copies(autograder: Path, tmp_path: Path) -> None:  # noqa: F811
+    """Through grade_folder on real kernels: are report.html / .md / .json written, two copies
+    of one notebook under two names flagged identical answers, and neither an unrelated notebook
+    nor two untouched templates flagged?"""
+    import dataclasses
+
+    subs = tmp_path / "subs"
+    template = notebook(tmp_path / "template", "tiny.ipynb", SETUP, "x = ...", "grader.check('q1')")
+    notebook(subs, "alice.ipynb", SETUP, *HONEST)
+    notebook(subs, "bob_copy.ipynb", SETUP, *HONEST)
+    notebook(subs, "carol.ipynb", SETUP, "x = 6 * 7\nlst = list(range(1, 4))\ny = 'кон' + 'ец'",
+             "grader.check('q1')", "grader.check('q2')")
+    notebook(subs, "blank1.ipynb", SETUP, "x = ...", "grader.check('q1')")
+    notebook(subs, "blank2.ipynb", SETUP, "x = ...", "grader.check('q1')")
+    out = tmp_path / "out"
+    cfg = dataclasses.replace(config(autograder), template=template)
+    results = {r["student_id"]: r for r in grade.grade_folder(cfg, subs, out, workers=1, progress=False)}
+    assert {k: r["total"] for k, r in results.items()} == {"alice": 4.0, "bob_copy": 4.0, "carol": 4.0,
+                                                          "blank1": 0.0, "blank2": 0.0}
+    assert results["blank1"]["integrity"]["answers"]["sha256"] is None
+    data = json.loads((out / "report.json").read_text())
+    assert data["summary"]["submissions"] == 5 and data["summary"]["statuses"] == {"ok": 5}
+    flags = [(c["students"], c["exact"]) for c in data["integrity"]["answers"]]
+    assert flags == [(["alice", "bob_copy"], True)]
+    page = (out / "report.html").read_text()
+    assert page.startswith("<!DOCTYPE html>") and DATA in page and "alice ~ bob_copy: identical" in page
+    assert "alice ~ bob_copy: identical" in (out / "report.md").read_text()
