@@ -137,6 +137,10 @@ def test_weights_flagged_exact_near_not_unrelated() -> None:
     independent = report.cosine(results[0]["integrity"]["models"]["model1"]["sketch"],
                                 results[3]["integrity"]["models"]["model1"]["sketch"])
     assert independent < 0.9
+    cache: dict[str, Any] = {}
+    first = report.weights_fingerprint(base, cache)
+    assert report.weights_fingerprint(base, cache) == first == results[0]["integrity"]["models"]["model1"]
+    assert list(cache) == [first["sha256"]]
 
 
 ANSWER = '''model = keras.Sequential([

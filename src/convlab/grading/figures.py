@@ -106,6 +106,7 @@ def histogram(edges: Sequence[float], counts: Sequence[int], title: str = "") ->
     ax = fig.subplots()
     widths = [b - a for a, b in itertools.pairwise(edges)]
     ax.bar(edges[:-1], counts, width=widths, align="edge", edgecolor="black", linewidth=0.5)
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("total score")
     ax.set_ylabel("submissions")
     ax.yaxis.get_major_locator().set_params(integer=True)

@@ -171,11 +171,12 @@ class _Collector:
         self.models: dict[str, Any] = {}
         self.histories: dict[str, Any] = {}
         self.figures: dict[str, Any] = {}
+        self._seen: dict[str, dict[str, Any]] = {}  # sha256 -> fingerprint (a model in several questions)
 
     def __call__(self, question: str, name: str, value: Any) -> None:
         keras = sys.modules.get("keras")
         if keras is not None and isinstance(value, keras.Model):
-            self.models[name] = report.weights_fingerprint(value.get_weights())
+            self.models[name] = report.weights_fingerprint(value.get_weights(), self._seen)
             history = plain_history(getattr(getattr(value, "history", None), "history", None))
             if history:
                 self.histories[name] = history

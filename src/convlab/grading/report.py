@@ -71,28 +71,33 @@ class Settings:
 
 
 # ------------------------------------------------------------------------------ fingerprints
-def weights_fingerprint(weights: Sequence[Any]) -> dict[str, Any]:
-    """``sha256``, ``arch``, ``params`` and ``sketch`` of a model's weights (numpy arrays, in order)."""
+def weights_fingerprint(weights: Sequence[Any], cache: dict[str, dict[str, Any]] | None = None
+                        ) -> dict[str, Any]:
+    """``sha256``, ``arch``, ``params`` and ``sketch`` of a model's weights (numpy arrays, in order);
+    ``cache`` (sha256 -> fingerprint) skips the projection of weights already seen."""
     import numpy as np
 
+    arrays = [np.ascontiguousarray(np.asarray(w)) for w in weights]
     digest = hashlib.sha256()
-    shapes = []
-    sketch = np.zeros(SKETCH_SIZE)
-    rng = np.random.default_rng(SKETCH_SEED)
-    params = 0
-    for weight in weights:
-        array = np.ascontiguousarray(np.asarray(weight))
-        shapes.append(list(array.shape))
+    for array in arrays:
         digest.update(json.dumps([list(array.shape), array.dtype.str]).encode())
         digest.update(array.tobytes())
+    sha = digest.hexdigest()
+    if cache is not None and sha in cache:
+        return dict(cache[sha])
+    sketch = np.zeros(SKETCH_SIZE)
+    rng = np.random.default_rng(SKETCH_SEED)
+    for array in arrays:
         flat = np.nan_to_num(array.astype(np.float64).ravel(), nan=0.0, posinf=0.0, neginf=0.0)
-        params += flat.size
         for start in range(0, flat.size, 1 << 16):  # the same matrix for the same shapes
             part = flat[start:start + (1 << 16)]
             sketch += rng.standard_normal((SKETCH_SIZE, part.size), dtype=np.float32) @ part
-    arch = hashlib.sha256(json.dumps(shapes).encode()).hexdigest()[:16]
-    return {"sha256": digest.hexdigest(), "arch": arch, "params": int(params),
-            "sketch": [round(float(v), 6) for v in sketch]}
+    arch = hashlib.sha256(json.dumps([list(a.shape) for a in arrays]).encode()).hexdigest()[:16]
+    fingerprint = {"sha256": sha, "arch": arch, "params": int(sum(a.size for a in arrays)),
+                   "sketch": [round(float(v), 6) for v in sketch]}
+    if cache is not None:
+        cache[sha] = fingerprint
+    return dict(fingerprint)
 
 
 _TOKEN = re.compile(r"""
