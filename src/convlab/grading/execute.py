@@ -64,7 +64,7 @@ MAX_CELL_OUTPUT = 2 << 20  #: characters of outputs kept per cell of the execute
 MAX_OUTPUT = 20 << 20  #: characters of outputs kept in the whole executed notebook
 
 # nbclient with bounded outputs: past a cell's or the notebook's budget, outputs are dropped as
-# they arrive (one note says so), so that a cell printing gigabytes or printing forever (until the
+# they arrive (one note says so; a cell's error is kept, its traceback trimmed), so that a cell printing gigabytes or printing forever (until the
 # cell timeout) costs neither the runner's memory nor a giant executed notebook.
 RUNNER = r"""
 import sys, nbformat
@@ -87,6 +87,11 @@ class BoundedClient(NotebookClient):
     def output(self, outs, msg, display_id, cell_index):
         out = super().output(outs, msg, display_id, cell_index)
         if out is None or not outs or outs[-1] is not out:
+            return out
+        if out.get("output_type") == "error":  # one per cell at most: kept, trimmed
+            out["traceback"] = [str(line)[:2000] for line in out.get("traceback", [])[-30:]]
+            out["evalue"] = str(out.get("evalue", ""))[:2000]
+            BoundedClient.total += size(out)
             return out
         n = size(out)
         used = self.used.get(cell_index, 0)
