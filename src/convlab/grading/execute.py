@@ -64,8 +64,9 @@ MAX_CELL_OUTPUT = 2 << 20  #: characters of outputs kept per cell of the execute
 MAX_OUTPUT = 20 << 20  #: characters of outputs kept in the whole executed notebook
 
 # nbclient with bounded outputs: past a cell's or the notebook's budget, outputs are dropped as
-# they arrive (one note says so; a cell's error is kept, its traceback trimmed), so that a cell printing gigabytes or printing forever (until the
-# cell timeout) costs neither the runner's memory nor a giant executed notebook.
+# they arrive (one note says so; a cell's error is kept, its traceback trimmed), so that a cell
+# printing gigabytes or printing forever (until the cell timeout) costs neither the runner's
+# memory nor a giant executed notebook.
 RUNNER = r"""
 import sys, nbformat
 from nbclient import NotebookClient
