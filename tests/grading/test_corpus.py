@@ -15,6 +15,7 @@ import json
 import os
 import shutil
 import socket
+import tempfile
 import threading
 from pathlib import Path
 
@@ -29,9 +30,19 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def grade_scenarios(subs: Path, autograder: Path, out: Path, expected: dict[str, corpus.Scenario],
                     **settings: float) -> dict[str, dict]:
+    """Grade the folder as ``convlab grade`` does; check every status and total; check that no
+    working directory is left behind (in a sandbox base of this call's own)."""
     values = {**corpus.SETTINGS, **settings}
-    config = grade.Config(lab=corpus.LAB, tests=autograder, settings=execute.Settings(**values))
-    results = {r["student_id"]: r for r in grade.grade_folder(config, subs, out, workers=1, progress=False)}
+    base = Path(tempfile.mkdtemp(prefix="convlab-corpus-", dir="/tmp"))
+    base.chmod(0o711)  # passable by the sandbox user, as execute.sandbox_base() is
+    try:
+        config = grade.Config(lab=corpus.LAB, tests=autograder, settings=execute.Settings(**values),
+                              sandbox_base=base)
+        results = {r["student_id"]: r for r in grade.grade_folder(config, subs, out, workers=1,
+                                                                   progress=False)}
+        assert list(base.iterdir()) == [], "working directories were left behind"
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
     assert {k: (r["status"], r["total"]) for k, r in results.items()} == {
         k: (s.status, s.total) for k, s in expected.items()}, {k: r.get("reason") for k, r in results.items()}
     for sid, result in results.items():  # Gradescope's file agrees with the gradebook
@@ -85,7 +96,6 @@ def test_faults_get_a_status_and_the_batch_carries_on(tmp_path: Path) -> None:
         assert fragment in results[sid]["reason"], results[sid]["reason"]
         assert results[sid]["duration_s"] < 30
         assert fragment in (out / "feedback" / f"{sid}.md").read_text()
-    assert not list(execute.sandbox_base().glob("*/artifacts")), "working directories were left behind"
 
 
 def _listen(server: socket.socket, received: list[bytes], stop: threading.Event) -> None:
