@@ -76,8 +76,14 @@ def cmd_grade(args: argparse.Namespace) -> int:
     config = grade.Config(lab=args.lab, tests=tests.resolve(), settings=settings,
                           template=template.resolve() if template.is_file() else None)
     if not execute.sandbox_user_can_run():
+        from convlab.grading import sandbox
+
+        confined = sandbox.probe_protections()["filesystem_write_confined"]
         print("warning: the sandbox user cannot run this Python (e.g. a venv under /root): notebooks "
-              "run without the user switch; see docs/maintainers.md", file=sys.stderr)
+              "run without the user switch, " + ("their writes confined by Landlock to their working "
+                                                 "directory" if confined else "and WITHOUT Landlock "
+                                                 "they can write the grader's files")
+              + "; see docs/maintainers.md", file=sys.stderr)
     results = grade.grade_folder(config, Path(args.submissions), Path(args.output), workers=args.workers,
                                  regrade=args.regrade, hide_hidden=args.hide_hidden)
     for result in results:

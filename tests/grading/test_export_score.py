@@ -407,10 +407,12 @@ def test_unpack_bare_and_corrupt_files(tmp_path: Path, monkeypatch: pytest.Monke
     bad.write_bytes(b"PK not really")
     with pytest.raises(ex.SubmissionError, match="архив повреждён"):
         ex.unpack(bad, work, "lab")
-    monkeypatch.setattr(ex, "MAX_UNPACKED", 1000)
     big = make_zip(tmp_path / "big.zip", {"a.ipynb": notebook_bytes(), "artifacts/x": b"0" * 5000})
     with pytest.raises(ex.SubmissionError, match="слишком большой"):
-        ex.unpack(big, tmp_path / "work", "lab")
+        ex.unpack(big, tmp_path / "work", "lab", max_unpacked=1000)
+    assert not (tmp_path / "work" / "artifacts").exists()  # refused from the headers, nothing written
+    with pytest.raises(ex.SubmissionError, match="2 файлов"):
+        ex.unpack(big, tmp_path / "work", "lab", max_members=1)
 
 
 def test_execution_notebook_wraps_the_student_cells() -> None:

@@ -39,9 +39,11 @@ def base() -> Iterator[Path]:
 
 @pytest.fixture(params=["full", "degraded"])
 def mode(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Run the test with the machine's protections, then as if namespaces and setuid were refused."""
+    """Run the test with the machine's protections, then as if namespaces, setuid and Landlock
+    were refused."""
     if request.param == "degraded":
-        machine = dataclasses.replace(sb._probe(), net=False, pid_flags=None, user=None, map_root=False)
+        machine = dataclasses.replace(sb._probe(), net=False, pid_flags=None, user=None, map_root=False,
+                                      landlock=False)
         monkeypatch.setattr(sb, "_probe", lambda: machine)
     return request.param
 
@@ -208,16 +210,17 @@ def test_huge_single_allocation_is_memory(python: str, base: Path) -> None:
 
 def test_environment_is_minimal(python: str, base: Path, mode: str,
                                 monkeypatch: pytest.MonkeyPatch) -> None:
-    """Does the command see only the variables passed, PATH, LANG and HOME (its working directory),
-    and none of the grader's?"""
+    """Does the command see only the variables passed, PATH, LANG, HOME (its working directory) and
+    TMPDIR (inside it), and none of the grader's?"""
     monkeypatch.setenv("CONVLAB_SANDBOX_SECRET", "do-not-leak")
     out = run(py(python, "import json, os; print(json.dumps({**os.environ, 'cwd': os.getcwd()}))"),
               base, env={"GIVEN": "yes"})
     seen = json.loads(out.stdout_tail)
     cwd = seen.pop("cwd")
     assert "CONVLAB_SANDBOX_SECRET" not in seen
-    assert set(seen) == {"GIVEN", "PATH", "HOME", "LANG"}
+    assert set(seen) == {"GIVEN", "PATH", "HOME", "LANG", "TMPDIR"}
     assert seen["GIVEN"] == "yes" and seen["HOME"] == cwd and Path(cwd).parent == base
+    assert seen["TMPDIR"] == str(Path(cwd) / sb.TMP)
 
 
 def test_protections_reported(python: str, base: Path, mode: str) -> None:
@@ -231,9 +234,12 @@ def test_protections_reported(python: str, base: Path, mode: str) -> None:
     assert out.protections["network_namespace"] == machine["network_namespace"]
     assert out.protections["unprivileged_user"] == machine["unprivileged_user"]
     assert out.protections["pid_namespace"] == machine["pid_namespace"]
+    assert out.protections["filesystem_write_confined"] == machine["filesystem_write_confined"]
     if mode == "degraded":
         assert not any(out.protections[k] for k in ("network_namespace", "pid_namespace",
-                                                    "unprivileged_user"))
+                                                    "unprivileged_user", "filesystem_write_confined"))
+    out = run(py(python, "pass"), base, confine_writes=False, allow_user_switch=False)
+    assert not out.protections["filesystem_write_confined"] and not out.protections["unprivileged_user"]
 
 
 CONNECT = """
@@ -306,3 +312,72 @@ def test_missing_program_is_a_sandbox_error(base: Path) -> None:
     """Is a command that cannot be started a SandboxError (the grader's problem), not a crash?"""
     with pytest.raises(sb.SandboxError, match="cannot start"):
         run(["/nonexistent/program"], base)
+
+
+ESCAPE = """
+    import multiprocessing, os, pathlib, sys, tempfile
+    victim = pathlib.Path(sys.argv[1])
+    attempts = {
+        "create": lambda: (victim / "planted").write_text("x"),
+        "append": lambda: open(victim / "grader.py", "a").write("# planted"),
+        "truncate": lambda: open(victim / "grader.py", "w").close(),
+        "delete": lambda: (victim / "grader.py").unlink(),
+        "mkdir": lambda: (victim / "sub").mkdir(),
+        "rename_in": lambda: os.rename("mine", victim / "mine"),
+        "symlink": lambda: os.symlink("/etc/passwd", victim / "link"),
+        "slash_tmp": lambda: tempfile.mkstemp(dir="/tmp"),
+    }
+    pathlib.Path("mine").write_text("x")
+    for name, attempt in attempts.items():
+        try:
+            attempt()
+            print(name, "done")
+        except OSError:
+            print(name, "denied")
+    pathlib.Path("sub/deeper").mkdir(parents=True)
+    pathlib.Path("sub/deeper/file").write_text("x")
+    os.rename("sub/deeper/file", "moved")
+    tempfile.mkstemp()
+    open("/dev/null", "w").write("x")
+    multiprocessing.Lock()
+    print("own files ok", os.getuid())
+"""
+
+
+def test_landlock_confines_writes_to_the_workdir(base: Path) -> None:
+    """With Landlock and *without* the user switch (the command runs as the grader's user, as
+    where the grader's Python lives under /root), can the command still not create, append,
+    truncate, delete, rename into or link in a folder of the grader's, nor write /tmp, while it
+    writes, renames and makes temporary files in its working directory, and writes /dev/null?"""
+    if not sb.probe_protections()["filesystem_write_confined"]:
+        pytest.skip("no Landlock here (Linux < 5.13 or not enabled)")
+    victim = base / "grader"
+    victim.mkdir(mode=0o777)
+    (victim / "grader.py").write_text("SCORE = 'trusted'\n")
+    (victim / "grader.py").chmod(0o666)
+    before = sorted(p.name for p in Path("/tmp").iterdir())
+    out = run([sys.executable, "-c", textwrap.dedent(ESCAPE), str(victim)], base, allow_user_switch=False)
+    assert out.status == "ok", out
+    assert out.protections["filesystem_write_confined"] and not out.protections["unprivileged_user"]
+    lines = dict(line.split(" ", 1) for line in out.stdout_tail.splitlines())
+    assert {k: v for k, v in lines.items() if k != "own"} == {
+        k: "denied" for k in ("create", "append", "truncate", "delete", "mkdir", "rename_in", "symlink",
+                              "slash_tmp")}, out.stdout_tail
+    assert lines["own"] == f"files ok {os.geteuid()}"
+    assert sorted(p.name for p in victim.iterdir()) == ["grader.py"]
+    assert (victim / "grader.py").read_text() == "SCORE = 'trusted'\n"
+    assert sorted(p.name for p in Path("/tmp").iterdir() if p.name not in before) == []
+
+
+def test_without_landlock_the_command_still_runs(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where the kernel has no Landlock (probe refused), does the command run unconfined, and is
+    that reported?"""
+    machine = dataclasses.replace(sb._probe(), landlock=False)
+    monkeypatch.setattr(sb, "_probe", lambda: machine)
+    victim = base / "grader"
+    victim.mkdir()
+    out = run([sys.executable, "-c", f"open({str(victim / 'planted')!r}, 'w').close()"], base,
+              allow_user_switch=False)
+    assert out.status == "ok", out
+    assert not out.protections["filesystem_write_confined"]
+    assert (victim / "planted").exists()

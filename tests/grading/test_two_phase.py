@@ -1,8 +1,10 @@
 """The two-phase grader end to end: notebooks run in the sandbox, scored in the trusted process.
 
-Tiny synthetic notebooks (no TensorFlow) and a tiny test file play the lab: an honest notebook
-gets full marks, so each exploit's zero is meaningful; statuses come from real kernels that
-hang, die, eat memory or are not notebooks at all. One slow test grades the Lab 5 solution.
+Tiny synthetic notebooks (no TensorFlow) and a tiny test file play the lab (their sources are
+in :mod:`corpus_tiny`, with the rest of the exploit and fault corpus, tested in
+``test_corpus.py``): an honest notebook gets full marks, so each exploit's zero is meaningful;
+statuses come from real kernels that hang, die, eat memory or are not notebooks at all. One slow
+test grades the Lab 5 solution.
 """
 
 from __future__ import annotations
@@ -15,31 +17,13 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from corpus_tiny import FAKE_RESULTS, HONEST, PATCH_CHECKS, READ_TESTS, SETUP, TESTS, notebook
 
 from convlab import corpus
 from convlab.grading import batch, execute, grade
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "lab5_cnn"
-
-TESTS = '''from otter.test_files import test_case
-
-OK_FORMAT = False
-
-name = "{name}"
-points = 2
-
-@test_case(points=1, hidden=False)
-def test_public({var}):
-    from convlab import checks
-    checks.answer_equals({var}, {value!r}, "{var}")
-
-@test_case(points=1, hidden=True)
-def test_hidden({var}, lst):
-    from convlab import checks
-    checks.is_integer_list(lst, "lst")
-    checks.answer_equals(len(lst), 3, "len(lst)")
-'''
 
 
 @pytest.fixture
@@ -50,21 +34,6 @@ def autograder(tmp_path: Path) -> Path:
     (folder / "tests" / "q1.py").write_text(TESTS.format(name="q1", var="x", value=42))
     (folder / "tests" / "q2.py").write_text(TESTS.format(name="q2", var="y", value="конец"))
     return folder
-
-
-def notebook(folder: Path, name: str, *cells: str, lab: str = "tiny") -> Path:
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
-    nb.metadata["otter"] = {"assignment_name": lab}
-    folder.mkdir(parents=True, exist_ok=True)
-    path = folder / name
-    nbformat.write(nb, path)
-    return path
-
-
-SETUP = "import otter\ngrader = otter.Notebook(tests_dir='tests')"
-HONEST = ("x = 42\nlst = [1, 2, 3]", "grader.check('q1')", "x = 0  # after the check: q1 keeps its score",
-          "raise RuntimeError('a broken cell does not stop the rest')", "y = 'конец'",
-          "grader.export(pdf=False, files=['artifacts'])")
 
 
 def config(autograder: Path, **settings: float) -> grade.Config:
@@ -78,65 +47,6 @@ def grade_folder(autograder: Path, subs: Path, out: Path, **settings: float) -> 
 
 
 # ------------------------------------------------------------------------------------ exploits
-PATCH_CHECKS = r"""
-import sys
-sys.modules.pop('otter', None)
-import otter.test_files.exception_test as et, otter.test_files.abstract_test as at
-et.test_case.call_func = lambda self, env: None
-et.ExceptionTestFile.run = lambda self, env: None
-at.TestFile.score = property(lambda self: 2)
-from convlab import checks
-import convlab.checks.answers as answers
-for name in [*checks.__all__, *dir(answers)]:
-    for module in (checks, answers):
-        if callable(getattr(module, name, None)) and not name.startswith('_'):
-            setattr(module, name, lambda *a, **k: None)
-class Anything:
-    def __eq__(self, other): return True
-x = y = Anything()
-lst = Anything()
-"""
-
-FAKE_RESULTS = r"""
-import json, os
-fake = {"tests": [{"name": "q1", "score": 2, "max_score": 2}, {"name": "q2", "score": 2, "max_score": 2}],
-        "score": 4}
-os.makedirs("results", exist_ok=True)
-for path in ("results.json", "results/results.json", os.path.expanduser("~/results.json"),
-             "export/results.json", "../source/results.json"):  # otter's layout: results next to source
-    try:
-        with open(path, "w") as f:
-            json.dump(fake, f)
-    except OSError:
-        pass
-import convlab.grading.exporter as exporter
-exporter.finish = lambda namespace: None
-exporter._write_manifest = lambda: None
-with open("export/manifest.json", "w") as f:
-    json.dump({"format": 1, "snapshots": {q: {"score": 2, "passed": True, "values": {
-        "x": {"kind": "passed"}, "y": {"kind": "passed"}, "lst": {"kind": "passed"}}}
-        for q in ("q1", "q2")}}, f)
-"""
-
-READ_TESTS = r"""
-import glob, os, re
-sources = {}
-for pattern in ("tests/*.py", "**/tests/*.py", "../tests/*.py", "../*/tests/*.py", "../source/tests/*.py",
-                os.path.expanduser("~/tests/*.py"), "/autograder/source/tests/*.py"):
-    for path in glob.glob(pattern, recursive=True):
-        try:
-            sources[path] = open(path).read()
-        except OSError:
-            pass
-text = "\n".join(sources.values())
-found = re.search(r'answer_equals\(x, (\d+)', text)
-x = int(found.group(1)) if found else None
-found = re.search(r"answer_equals\(y, '([^']*)'", text)
-y = found.group(1) if found else None
-lst = [1, 2, 3] if "len(lst)" in text else None
-"""
-
-
 def test_exploits_gain_nothing(autograder: Path, tmp_path: Path) -> None:
     """Does an honest notebook get full marks while a notebook that monkeypatches the checks and
     otter's runner, one that forges results.json and the export manifest, and one that hunts for

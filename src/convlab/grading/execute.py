@@ -6,10 +6,11 @@ The grader (trusted) never runs submission code in its own process. :func:`execu
    (:func:`convlab.grading.sandbox.prepare_workdir`): a bare ``.ipynb`` under any name, or a
    ``grader.export()`` zip (the notebook plus ``artifacts/``). The directory holds no tests and
    nothing of the grader. Zip members are checked (no absolute paths, no ``..``, no links, at
-   most :data:`MAX_MEMBERS` members and :data:`MAX_UNPACKED` bytes, counted while reading, not
-   trusted from the headers); ``.OTTER_LOG``, pickles and otter's environment files are never
-   extracted. A corrupt or empty submission is ``invalid-notebook``; a notebook whose metadata
-   ``otter.assignment_name`` names another lab is ``wrong-assignment``.
+   most :data:`MAX_MEMBERS` members and :data:`MAX_UNPACKED` bytes: the sizes the headers
+   declare, before anything is written, then the bytes actually read); ``.OTTER_LOG``, pickles
+   and otter's environment files are never extracted. A corrupt or empty submission is
+   ``invalid-notebook``; a notebook whose metadata ``otter.assignment_name`` names another lab
+   is ``wrong-assignment``.
 2. writes the notebook to execute: a first cell (ours) that installs
    :mod:`convlab.grading.exporter` — it replaces the ``otter`` module of the kernel by a stand-in,
    so ``grader.check("q")`` *snapshots* the values question ``q``'s tests read at that point (as
@@ -19,9 +20,12 @@ The grader (trusted) never runs submission code in its own process. :func:`execu
    cells rather than drop them because *when* a question is checked matters: Lab 5 reuses
    ``x_train`` for MNIST and then CIFAR-10.
 3. runs :data:`RUNNER` (nbclient, ``allow_errors=True``, a per-cell timeout that interrupts the
-   cell and carries on) with :func:`convlab.grading.sandbox.run`: wall-clock and memory limits,
-   no network, unprivileged user. The environment holds only ``CONVLAB_DATASETS``, the Python
-   path of this package and quiet plotting/TensorFlow settings.
+   cell and carries on, outputs capped at :data:`MAX_CELL_OUTPUT` per cell and
+   :data:`MAX_OUTPUT` in all) with :func:`convlab.grading.sandbox.run`: wall-clock and memory
+   limits, no network, unprivileged user, writes confined to the working directory (Landlock).
+   The environment holds only ``CONVLAB_DATASETS``, the Python path of this package, quiet
+   plotting/TensorFlow settings and the Jupyter/IPython/matplotlib/Keras folders (in the
+   working directory).
 
 The result (:class:`Execution`) says how it ended and where the export folder and the executed
 notebook are. Everything in the working directory was written by the submission and is data
@@ -57,14 +61,58 @@ EXECUTED = "executed.ipynb"
 FORBIDDEN_SUFFIXES = (".pkl", ".pickle", ".dill", ".otter", ".joblib")
 FORBIDDEN_NAMES = (".OTTER_LOG",)
 
+MAX_CELL_OUTPUT = 2 << 20  #: characters of outputs kept per cell of the executed notebook
+MAX_OUTPUT = 20 << 20  #: characters of outputs kept in the whole executed notebook
+
+# nbclient with bounded outputs: past a cell's or the notebook's budget, outputs are dropped as
+# they arrive (one note says so; a cell's error is kept, its traceback trimmed), so that a cell
+# printing gigabytes or printing forever (until the cell timeout) costs neither the runner's
+# memory nor a giant executed notebook.
 RUNNER = r"""
 import sys, nbformat
 from nbclient import NotebookClient
 source, target, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
+cell_budget, total_budget = int(sys.argv[4]), int(sys.argv[5])
+NOTE = "\n[вывод ячейки обрезан: больше %d символов]\n"
+
+def size(out):
+    if out.get("output_type") == "stream":
+        return len(out.get("text", ""))
+    if out.get("output_type") == "error":
+        return sum(len(line) for line in out.get("traceback", [])) + len(str(out.get("evalue", "")))
+    return sum(len(v) if isinstance(v, str) else len(str(v)) for v in (out.get("data") or {}).values())
+
+class BoundedClient(NotebookClient):
+    used = {}
+    total = 0
+
+    def output(self, outs, msg, display_id, cell_index):
+        out = super().output(outs, msg, display_id, cell_index)
+        if out is None or not outs or outs[-1] is not out:
+            return out
+        if out.get("output_type") == "error":  # one per cell at most: kept, trimmed
+            out["traceback"] = [str(line)[:2000] for line in out.get("traceback", [])[-30:]]
+            out["evalue"] = str(out.get("evalue", ""))[:2000]
+            BoundedClient.total += size(out)
+            return out
+        n = size(out)
+        used = self.used.get(cell_index, 0)
+        if used < 0:  # this cell is already cut
+            outs.pop()
+            return None
+        if used + n > cell_budget or BoundedClient.total + n > total_budget:
+            outs.pop()
+            self.used[cell_index] = -1
+            outs.append(nbformat.v4.new_output("stream", name="stderr", text=NOTE % cell_budget))
+            return None
+        self.used[cell_index] = used + n
+        BoundedClient.total += n
+        return out
+
 nb = nbformat.read(source, as_version=4)
-client = NotebookClient(nb, timeout=timeout, interrupt_on_timeout=True, allow_errors=True,
-                        kernel_name="python3", record_timing=False, startup_timeout=120,
-                        resources={"metadata": {"path": "."}})
+client = BoundedClient(nb, timeout=timeout, interrupt_on_timeout=True, allow_errors=True,
+                       kernel_name="python3", record_timing=False, startup_timeout=120,
+                       resources={"metadata": {"path": "."}})
 try:
     client.execute()
 finally:
@@ -91,6 +139,9 @@ class Settings:
     seed_variable: str | None = None
     datasets: str | None = None  #: CONVLAB_DATASETS for the kernel (default: the grader's)
     allow_user_switch: bool = True
+    confine_writes: bool = True  #: Landlock: the notebook writes only its working directory
+    max_members: int = MAX_MEMBERS  #: files a zip submission may hold
+    max_unpacked: int = MAX_UNPACKED  #: bytes a zip submission may unpack to
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,12 +174,17 @@ def _member_path(name: str) -> PurePosixPath | None:
     return path
 
 
-def _extract(zf: zipfile.ZipFile, dest: Path) -> list[PurePosixPath]:
+def _extract(zf: zipfile.ZipFile, dest: Path, max_members: int = MAX_MEMBERS,
+             max_unpacked: int = MAX_UNPACKED) -> list[PurePosixPath]:
     members = zf.infolist()
-    if len(members) > MAX_MEMBERS:
-        raise SubmissionError("invalid-notebook", f"в архиве {len(members)} файлов (не более {MAX_MEMBERS})")
+    if len(members) > max_members:
+        raise SubmissionError("invalid-notebook", f"в архиве {len(members)} файлов (не более {max_members})")
+    declared = sum(info.file_size for info in members)
+    if declared > max_unpacked:  # refused before writing anything (a zip bomb says what it is)
+        raise SubmissionError("invalid-notebook", f"архив распаковывается в слишком большой объём "
+                              f"({declared} байт, не более {max_unpacked})")
     written: list[PurePosixPath] = []
-    budget = MAX_UNPACKED
+    budget = max_unpacked  # zipfile never reads past a member's declared size; counted anyway
     for info in members:
         if info.is_dir():
             continue
@@ -204,16 +260,19 @@ def submitted_notebook(submission: Path) -> Any:
         raise SubmissionError("invalid-notebook", f"файл не является блокнотом Jupyter: {error}") from error
 
 
-def unpack(submission: Path, workdir: Path, lab: str | None = None) -> Any:
+def unpack(submission: Path, workdir: Path, lab: str | None = None, *, max_members: int = MAX_MEMBERS,
+           max_unpacked: int = MAX_UNPACKED) -> Any:
     """Put the submission's files into ``workdir`` and return its notebook (nbformat v4).
 
-    Raises :class:`SubmissionError` for a corrupt or empty submission, or one of another lab.
+    Raises :class:`SubmissionError` for a corrupt or empty submission, one of more than
+    ``max_members`` files or ``max_unpacked`` bytes (by the headers, then as read), or one of
+    another lab.
     """
     submission = Path(submission)
     if submission.suffix.lower() == ".zip":
         try:
             with zipfile.ZipFile(submission) as zf:
-                files = _extract(zf, workdir)
+                files = _extract(zf, workdir, max_members, max_unpacked)
         except (zipfile.BadZipFile, OSError, EOFError, RuntimeError, ValueError) as error:
             raise SubmissionError("invalid-notebook", f"архив повреждён: {error}") from error
         path = workdir.joinpath(*_the_notebook(files).parts)
@@ -282,13 +341,23 @@ def _package_path() -> str:
     return str(Path(convlab.__file__).resolve().parents[1])
 
 
-def kernel_env(settings: Settings) -> dict[str, str]:
-    """The whole environment of the sandboxed runner and its kernel."""
+def kernel_env(settings: Settings, workdir: Path | None = None) -> dict[str, str]:
+    """The whole environment of the sandboxed runner and its kernel. With ``workdir``, the
+    configuration and cache folders of Jupyter, IPython, matplotlib and Keras are inside it (the
+    only place the notebook may write; ``HOME`` and ``TMPDIR`` are set by the sandbox)."""
     from convlab import datasets
 
     env = {"PYTHONPATH": _package_path(), "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONDONTWRITEBYTECODE": "1", "PATH": str(Path(sys.executable).parent) + os.pathsep
            + os.environ.get("PATH", os.defpath)}
+    if workdir is not None:
+        home = Path(workdir)
+        env.update({"XDG_CONFIG_HOME": str(home / ".config"), "XDG_CACHE_HOME": str(home / ".cache"),
+                    "XDG_DATA_HOME": str(home / ".local" / "share"),
+                    "JUPYTER_RUNTIME_DIR": str(home / ".local" / "share" / "jupyter" / "runtime"),
+                    "IPYTHONDIR": str(home / ".ipython"),
+                    "MPLCONFIGDIR": str(home / ".config" / "matplotlib"),
+                    "KERAS_HOME": str(home / ".keras")})
     root = settings.datasets or os.environ.get(datasets.ENV_VAR)
     if root:
         env[datasets.ENV_VAR] = str(Path(root).resolve())
@@ -336,15 +405,19 @@ def execute(submission: Path, lab: str, needed: dict[str, list[str]], settings: 
     workdir = sandbox.prepare_workdir(base or sandbox_base())
     try:
         try:
-            nb = unpack(submission, workdir, lab)
+            nb = unpack(submission, workdir, lab, max_members=settings.max_members,
+                        max_unpacked=settings.max_unpacked)
         except SubmissionError as error:
             return Execution(status=error.status, message=str(error), workdir=workdir)
         runnable = execution_notebook(nb, needed, seed=settings.seed, seed_variable=settings.seed_variable)
         nbformat.write(runnable, workdir / NOTEBOOK)
         limits = sandbox.Limits(wall_seconds=settings.wall_seconds, memory_bytes=settings.memory_bytes,
-                                allow_user_switch=settings.allow_user_switch and sandbox_user_can_run())
-        command = [sys.executable, "-c", RUNNER, NOTEBOOK, EXECUTED, str(settings.cell_timeout)]
-        outcome = sandbox.run(command, workdir=workdir, limits=limits, env=kernel_env(settings))
+                                allow_user_switch=settings.allow_user_switch and sandbox_user_can_run(),
+                                confine_writes=settings.confine_writes)
+        command = [sys.executable, "-c", RUNNER, NOTEBOOK, EXECUTED, str(settings.cell_timeout),
+                   str(MAX_CELL_OUTPUT), str(MAX_OUTPUT)]
+        outcome = sandbox.run(command, workdir=workdir.resolve(), limits=limits,
+                              env=kernel_env(settings, workdir.resolve()))
     except BaseException:
         shutil.rmtree(workdir, ignore_errors=True)
         raise

@@ -84,7 +84,8 @@ def _copy_executed(execution: execute.Execution, dest: Path) -> None:
 
 def _preload() -> None:
     """Import what scoring uses *before* any submission runs, so that a kernel that could write
-    the grader's files (only without the user switch) cannot change the code that scores it."""
+    the grader's files (only without both the user switch and Landlock) cannot change the code
+    that scores it."""
     import importlib
 
     for module in ("convlab.checks", "keras", "matplotlib.figure", "matplotlib.gridspec",
@@ -209,6 +210,18 @@ def answers_fingerprint(submission: Path, template: Path | None = None) -> dict[
     return report.answer_fingerprint(code_cells(nb), _template_cells(template))
 
 
+def protection_warnings(protections: dict[str, bool]) -> list[str]:
+    """What the grader's operator should know about the protections a notebook ran without."""
+    if not protections or protections.get("unprivileged_user"):
+        return []
+    if protections.get("filesystem_write_confined"):
+        return ["the notebook ran without the unprivileged sandbox user (the grader's Python is not "
+                "reachable by it): Landlock kept its writes in its working directory, but it could read "
+                "the grader's files; see docs/maintainers.md"]
+    return ["the notebook ran without the unprivileged sandbox user (the grader's Python is not reachable "
+            "by it) and without Landlock: it could write the grader's files; see docs/maintainers.md"]
+
+
 def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> dict[str, Any]:
     """Grade one submission in two phases; the submission's code never runs in this process."""
     tests = score.load_tests(Path(config.tests))  # fresh: scoring records results on them
@@ -237,9 +250,9 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
             import keras
 
             keras.backend.clear_session()
-    if execution.protections and not execution.protections.get("unprivileged_user"):
-        result["warnings"] = ["the notebook ran without the unprivileged sandbox user (the grader's "
-                              "Python is not reachable by it): see docs/maintainers.md"]
+    result_warnings = protection_warnings(execution.protections)
+    if result_warnings:
+        result["warnings"] = result_warnings
     result["execution"] = {"seconds": execution.seconds,
                            "peak_rss_mb": round(execution.peak_rss_bytes / 2**20),
                            "protections": execution.protections}

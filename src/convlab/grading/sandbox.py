@@ -29,17 +29,26 @@ protections this machine allows, each optional, each reported in :attr:`Outcome.
     When the grader runs as root, the command runs as ``nobody`` (groups cleared, no new privileges,
     umask 077): it cannot write the grading environment, the autograder or other files of root.
     The working directory is handed to that user.
+``filesystem_write_confined``
+    (Landlock, Linux >= 5.13, no privileges needed) The command and everything it starts may
+    create, write, truncate, rename or delete files only beneath the working directory, plus
+    ``/dev/null``-like devices (:data:`WRITABLE_FILES`) and ``/dev/shm`` (the POSIX semaphores of
+    ``multiprocessing``); reading and executing stay allowed everywhere. Applied in addition to
+    the user switch, and the only write barrier where there is none (a grader whose Python lives
+    under ``/root``, which ``nobody`` cannot run): then the notebook runs as root, yet cannot
+    change the grader's code, tests, output folder or other sandboxes.
 ``private_workdir``
     The working directory is a real directory, accessible by its owner only (see
-    :func:`prepare_workdir`), and becomes ``HOME``; the environment holds only what the caller
-    passes plus ``PATH``, ``HOME`` and ``LANG``.
+    :func:`prepare_workdir`), and becomes ``HOME``; its ``tmp/`` folder is ``TMPDIR``. The
+    environment holds only what the caller passes plus ``PATH``, ``HOME``, ``TMPDIR`` and ``LANG``.
 
 Where the machine refuses a mechanism (no ``unshare``, user namespaces disabled, not root), the
 command still runs without it; :func:`probe_protections` says, once per process, what is available.
 
 The status of an :class:`Outcome`: ``"ok"`` (exit code 0), ``"timeout"`` (killed at the wall-clock
 limit), ``"memory"`` (killed by the watchdog, killed by SIGKILL with a peak RSS near the limit,
-i.e. by the kernel's OOM killer, or a ``MemoryError`` under the ``RLIMIT_DATA`` backstop) or
+i.e. by the kernel's OOM killer, a ``MemoryError`` under the ``RLIMIT_DATA`` backstop, or a peak
+RSS of one process above the limit that the watchdog's sampling missed) or
 ``"crashed"`` (any other nonzero exit or signal). A command that cannot even be started (missing,
 or not executable by the sandbox user) raises :class:`SandboxError`: that is the grader's problem.
 """
@@ -75,7 +84,12 @@ SAMPLE_SECONDS = 0.2
 TAIL_CHARS = 4000
 MEMORY_NEAR = 0.8  # a SIGKILL with a peak RSS above this share of the limit counts as "memory"
 PROTECTIONS = ("process_group", "pid_namespace", "memory_watchdog", "rlimit_memory",
-               "network_namespace", "unprivileged_user", "private_workdir")
+               "network_namespace", "unprivileged_user", "filesystem_write_confined", "private_workdir")
+#: files outside the working directory that the command may still write (when they exist)
+WRITABLE_FILES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty")
+#: folders outside the working directory that the command may still write (when they exist)
+WRITABLE_DIRS = ("/dev/shm",)
+TMP = "tmp"  #: the command's TMPDIR, inside the working directory
 
 _TAIL_BYTES = 16 * TAIL_CHARS
 _PROBE_TIMEOUT = 20
@@ -93,6 +107,7 @@ class Limits:
     memory_bytes: int | None
     no_network: bool = True
     allow_user_switch: bool = True
+    confine_writes: bool = True  #: Landlock: writes only beneath the working directory
 
     def __post_init__(self) -> None:
         if not self.wall_seconds > 0:
@@ -127,6 +142,62 @@ with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
     fcntl.ioctl(s, 0x8914, struct.pack("16sh22x", b"lo", flags | 1))  # SIOCSIFFLAGS, IFF_UP
 """
 
+# Landlock (see Documentation/userspace-api/landlock.rst): a ruleset that handles every kind of
+# write (so each is denied unless a rule allows it) and none of reading or executing; one rule
+# grants them all beneath each writable folder, one grants writing to each writable file.
+_LANDLOCK = r"""
+def confine_writes(folders, files):
+    import ctypes, os, struct
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.syscall.restype = ctypes.c_long
+
+    def syscall(number, *args):
+        result = libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args))
+        if result < 0:
+            errno = ctypes.get_errno()
+            raise OSError(errno, "landlock syscall %d: %s" % (number, os.strerror(errno)))
+        return result
+
+    abi = syscall(444, 0, 0, 1)  # landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
+    write_file, truncate = 1 << 1, 1 << 14
+    # WRITE_FILE, REMOVE_DIR, REMOVE_FILE, MAKE_CHAR, _DIR, _REG, _SOCK, _FIFO, _BLOCK, _SYM
+    handled = sum(1 << bit for bit in (1, 4, 5, 6, 7, 8, 9, 10, 11, 12))
+    if abi >= 2:
+        handled |= 1 << 13  # REFER: links and renames across folders
+    if abi >= 3:
+        handled |= truncate
+    attr = ctypes.create_string_buffer(struct.pack("=Q", handled))
+    ruleset = syscall(444, ctypes.addressof(attr), 8, 0)
+    try:
+        for path, access in [*((p, handled) for p in folders),
+                             *((p, handled & (write_file | truncate)) for p in files)]:
+            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            try:
+                rule = ctypes.create_string_buffer(struct.pack("=Qi", access, fd))
+                syscall(445, ruleset, 1, ctypes.addressof(rule), 0)  # LANDLOCK_RULE_PATH_BENEATH
+            finally:
+                os.close(fd)
+        libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS, required to restrict oneself
+        syscall(446, ruleset, 0)  # landlock_restrict_self
+    finally:
+        os.close(ruleset)
+    return abi
+"""
+
+# Does Landlock confine this process? (run by the probe in a throw-away process)
+_LANDLOCK_PROBE = _LANDLOCK + r"""
+import os, sys
+inside, outside = sys.argv[1:3]
+confine_writes([inside], ["/dev/null"])
+open(os.path.join(inside, "ok"), "w").close()
+open("/dev/null", "w").close()
+try:
+    open(os.path.join(outside, "denied"), "w").close()
+except PermissionError:
+    sys.exit(0)
+sys.exit(1)
+"""
+
 _INIT = r"""
 import ctypes, json, os, resource, signal, sys, time
 cfg = json.loads(sys.argv[1])
@@ -159,6 +230,12 @@ if pid == 0:
             if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
                 raise OSError("the user switch did not take")
         libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: no setuid programs
+        if cfg["landlock"]:
+            try:
+                exec(cfg["landlock"])
+                confine_writes(cfg["writable_dirs"], cfg["writable_files"])
+            except BaseException as exc:
+                raise OSError("cannot confine writes with Landlock: %s" % exc) from None
         os.execvp(cmd[0], cmd)
     except BaseException as exc:
         try:
@@ -218,6 +295,7 @@ class _Machine:
     user: tuple[int, int] | None
     rlimit: bool
     watchdog: bool
+    landlock: bool = False
 
 
 def _python() -> list[str]:
@@ -262,8 +340,15 @@ def _probe() -> _Machine:
     if psutil is not None:
         with contextlib.suppress(psutil.Error):
             watchdog = psutil.Process().memory_info().rss > 0
+    landlock = False
+    if sys.platform.startswith("linux"):
+        with tempfile.TemporaryDirectory(prefix="convlab-landlock-") as tmp:
+            inside, outside = Path(tmp, "inside"), Path(tmp, "outside")
+            inside.mkdir()
+            outside.mkdir()
+            landlock = _works([*_python(), _LANDLOCK_PROBE, str(inside), str(outside)])
     return _Machine(unshare=unshare, map_root=not root, net=bool(net), pid_flags=pid_flags,
-                    user=user, rlimit=rlimit, watchdog=watchdog)
+                    user=user, rlimit=rlimit, watchdog=watchdog, landlock=landlock)
 
 
 def probe_protections() -> dict[str, bool]:
@@ -272,7 +357,7 @@ def probe_protections() -> dict[str, bool]:
     return {"process_group": os.name == "posix", "pid_namespace": m.pid_flags is not None,
             "memory_watchdog": m.watchdog, "rlimit_memory": m.rlimit,
             "network_namespace": m.net, "unprivileged_user": m.user is not None,
-            "private_workdir": True}
+            "filesystem_write_confined": m.landlock, "private_workdir": True}
 
 
 def prepare_workdir(base: Path) -> Path:
@@ -376,9 +461,9 @@ def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str
     """Run ``command`` in ``workdir`` inside the sandbox and report how it ended.
 
     ``env`` is the whole environment of the command, plus ``PATH`` (``env``'s, else the grader's),
-    ``HOME=workdir`` and ``LANG`` (``env``'s, else ``C.UTF-8``). When the user switch is in force,
-    the files in ``workdir`` are handed to the sandbox user first. Nothing the command started
-    survives this call.
+    ``HOME=workdir``, ``TMPDIR=workdir/tmp`` (created) and ``LANG`` (``env``'s, else ``C.UTF-8``).
+    When the user switch is in force, the files in ``workdir`` are handed to the sandbox user
+    first. Nothing the command started survives this call.
     """
     if not command:
         raise ValueError("empty command")
@@ -386,29 +471,34 @@ def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str
     if not workdir.is_dir():
         raise SandboxError(f"{workdir} is not a directory")
     machine = _probe()
+    (workdir / TMP).mkdir(mode=0o700, exist_ok=True)
     user = machine.user if limits.allow_user_switch else None
     if user is not None:
         _hand_over(workdir, *user)
+    landlock = limits.confine_writes and machine.landlock
     use_net = limits.no_network and machine.net
     watchdog = limits.memory_bytes is not None and machine.watchdog
     rlimit = limits.memory_bytes is not None and machine.rlimit
     protections = {
         "process_group": True, "pid_namespace": machine.pid_flags is not None,
         "memory_watchdog": watchdog, "rlimit_memory": rlimit, "network_namespace": use_net,
-        "unprivileged_user": user is not None,
+        "unprivileged_user": user is not None, "filesystem_write_confined": landlock,
         "private_workdir": _is_private(workdir, user[0] if user else os.geteuid()),
     }
 
     status_r, status_w = os.pipe()
     config = {"status_fd": status_w, "uid": user[0] if user else None,
               "gid": user[1] if user else None, "loopback": _LOOPBACK_UP if use_net else None,
-              "data_limit": 2 * limits.memory_bytes + (1 << 30) if rlimit else None}
+              "data_limit": 2 * limits.memory_bytes + (1 << 30) if rlimit else None,
+              "landlock": _LANDLOCK if landlock else None, "writable_dirs": [
+                  str(workdir), *(d for d in WRITABLE_DIRS if os.path.isdir(d))],
+              "writable_files": [f for f in WRITABLE_FILES if os.path.exists(f)]}
     argv = [*_python(), _INIT, json.dumps(config), *command]
     flags = [*(["--net"] if use_net else []), *(machine.pid_flags or ())]
     if flags:
         argv = [machine.unshare, *flags, *(["--map-root-user"] if machine.map_root else []), "--", *argv]
     child_env = {**env, "PATH": env.get("PATH") or os.environ.get("PATH", os.defpath),
-                 "HOME": str(workdir), "LANG": env.get("LANG") or "C.UTF-8"}
+                 "HOME": str(workdir), "TMPDIR": str(workdir / TMP), "LANG": env.get("LANG") or "C.UTF-8"}
 
     try:
         proc = subprocess.Popen(argv, cwd=workdir, env=child_env, stdin=subprocess.DEVNULL,
@@ -447,6 +537,8 @@ def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str
     status: Status
     if reason is not None:
         status = reason
+    elif limits.memory_bytes is not None and peak > limits.memory_bytes:
+        status = "memory"  # one process went past the limit between two samples (and survived it)
     elif returncode == 0:
         status = "ok"
     elif limits.memory_bytes is not None and (
