@@ -323,14 +323,20 @@ def _grade_all_dask(todo: Sequence[Submission], grade_one: GradeOne, work: Path,
 
         futures = {submit(sub): sub for sub in todo}
         suspects: list[Submission] = []
-        for future in as_completed(list(futures)):
+        # Results come to this process as soon as their task ends, and each task is released at
+        # once: a result left on a worker that dies would be computed (graded) again.
+        for future, value in as_completed(list(futures), with_results=True, raise_errors=False):
             sub = futures.pop(future)
-            try:
-                result = future.result()
-            except KilledWorker:
+            status = future.status
+            future.release()
+            if status == "error" and isinstance(value, tuple) and isinstance(value[1], KilledWorker):
                 suspects.append(sub)
-                continue
-            record(result)
+            elif status == "error" and isinstance(value, tuple):
+                raise value[1].with_traceback(value[2])
+            elif isinstance(value, BaseException):  # cancelled: the scheduler or the client went away
+                raise value
+            else:
+                record(value)
         for sub in suspects:
             try:
                 result = submit(sub, "-alone").result()
