@@ -108,6 +108,13 @@ def write_atomic(path: Path, text: str) -> None:
             os.close(dirfd)
 
 
+def remove_stale_temps(folder: Path) -> None:
+    """Remove the temporary files that :func:`write_atomic` left in ``folder`` when killed."""
+    for stale in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
+
+
 def _crashed(submission: Submission, error: str, **extra: Any) -> dict:
     return {"student_id": submission.student_id, "file": submission.path.name, "status": "crashed",
             "error": error, **extra}
@@ -214,9 +221,7 @@ def run_batch(submissions: Sequence[Submission], grade_one: GradeOne, out: Path,
     out = Path(out)
     results_dir = out / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
-    for stale in results_dir.glob(".*.tmp"):  # left by a batch killed while writing
-        with contextlib.suppress(OSError):
-            stale.unlink()
+    remove_stale_temps(results_dir)  # left by a batch killed while writing
     ids = [s.student_id for s in submissions]
     if len(set(ids)) != len(ids):
         raise ValueError("submissions must have unique student ids")

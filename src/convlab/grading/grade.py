@@ -242,6 +242,8 @@ def grade_folder(config: Config, folder: Path, out: Path, *, workers: int = 1, r
     ``engine``: see :func:`convlab.grading.batch.run_batch` (Dask needs ``folder``, ``out`` and
     ``config.tests`` on a filesystem the workers share)."""
     out = Path(out)
+    for written in (out, out / "feedback", *(out / "gradescope").glob("*/")):  # a killed run's leftovers
+        batch.remove_stale_temps(written)
     submissions = batch.discover(Path(folder))
     results = batch.run_batch(submissions, functools.partial(grade_one, config), out, workers=workers,
                               regrade=regrade, progress=progress, engine=engine)
