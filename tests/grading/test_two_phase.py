@@ -217,11 +217,13 @@ def sandbox_processes(base: Path) -> list[psutil.Process]:
     return found
 
 
-def test_killed_cli_batch_resumes(autograder: Path, tmp_path: Path) -> None:
-    """`convlab grade` killed with SIGKILL (its whole process group) while notebooks run, then run
-    again: is every submission in the gradebook once, with the right scores, are the results of
-    the first run kept (not graded again), and are no temporary files, sandbox processes or
-    sandbox working directories left behind (killed with the grader, not when they end)?"""
+@pytest.mark.parametrize("engine", ["processes", pytest.param("dask", marks=pytest.mark.slow)])
+def test_killed_cli_batch_resumes(autograder: Path, tmp_path: Path, engine: str) -> None:
+    """`convlab grade` (process pool, or `--dask local`) killed with SIGKILL (its whole process
+    group) while notebooks run, then run again: is every submission in the gradebook once, with
+    the right scores, are the results of the first run kept (not graded again), and are no
+    temporary files, sandbox processes or sandbox working directories left behind (killed with
+    the grader, not when they end)?"""
     subs = tmp_path / "subs"
     sleep = "import time\ntime.sleep(4)"
     notebook(subs, "a.ipynb", SETUP, *HONEST)
@@ -240,7 +242,7 @@ def test_killed_cli_batch_resumes(autograder: Path, tmp_path: Path) -> None:
     sandboxes = tmp / "convlab-sandboxes"
     cli = [sys.executable, "-m", "convlab", "grade", "tiny", str(subs), "-o", str(out),
            "--autograder", str(autograder), "--workers", "2", "--timeout", "120", "--memory", "1500",
-           "--cell-timeout", "60"]
+           "--cell-timeout", "60", *(["--dask", "local"] if engine == "dask" else [])]
     env = {**os.environ, "TMPDIR": str(tmp)}
     try:
         first = subprocess.Popen(cli, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
