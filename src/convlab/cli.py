@@ -65,7 +65,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from convlab.grading import execute, grade
+    from convlab.grading import batch, execute, grade
 
     root = Path(args.root).resolve()
     tests = Path(args.autograder) if args.autograder else root / "autograder" / args.lab
@@ -84,8 +84,17 @@ def cmd_grade(args: argparse.Namespace) -> int:
                                                  "directory" if confined else "and WITHOUT Landlock "
                                                  "they can write the grader's files")
               + "; see docs/maintainers.md", file=sys.stderr)
-    results = grade.grade_folder(config, Path(args.submissions), Path(args.output), workers=args.workers,
-                                 regrade=args.regrade, hide_hidden=args.hide_hidden)
+    engine = None
+    if args.dask:
+        try:
+            import distributed  # noqa: F401
+        except ImportError:
+            print("--dask needs Dask distributed: pip install 'convlab[dask]'", file=sys.stderr)
+            return 2
+        engine = batch.DaskEngine(args.dask)
+    results = grade.grade_folder(config, Path(args.submissions).resolve(), Path(args.output).resolve(),
+                                 workers=args.workers, regrade=args.regrade, hide_hidden=args.hide_hidden,
+                                 engine=engine)
     for result in results:
         print(f"{result['student_id']}: {result['status']} {result.get('total', 0):g}"
               f"/{result.get('max_total', 0):g}")
@@ -125,7 +134,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("lab")
     p.add_argument("submissions", help="folder of *.ipynb / *.zip submissions")
     p.add_argument("-o", "--output", required=True, help="output folder (gradebook, results, feedback)")
-    p.add_argument("--workers", type=int, default=1)
+    p.add_argument("--workers", type=int, default=1,
+                   help="submissions graded at once (processes here, or the LocalCluster's workers)")
+    p.add_argument("--dask", metavar="ADDRESS",
+                   help="grade on Dask: 'local' (a LocalCluster of --workers processes) or a scheduler "
+                        "address such as tcp://host:8786; the submissions and the output folder must be "
+                        "on a filesystem the workers share (needs the dask extra)")
     p.add_argument("--regrade", action="store_true", help="grade again submissions with a result")
     p.add_argument("--timeout", type=float, default=3600.0, help="wall-clock seconds per submission")
     p.add_argument("--memory", type=int, default=8192, help="memory limit per submission, MB (0: none)")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from convlab.grading.batch import Submission, discover, run_batch, student_id, write_gradebook
+from convlab.grading.batch import DaskEngine, Submission, discover, run_batch, student_id, write_gradebook
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -53,6 +53,17 @@ def grade_flaky(submission: Submission, scratch: Path) -> dict:
 def grade_dies(submission: Submission, scratch: Path) -> dict:
     if submission.student_id == "bob":
         os._exit(9)  # the grading process itself dies
+    return grade_ok(submission, scratch)
+
+
+def grade_raises_or_dies(submission: Submission, scratch: Path) -> dict:
+    """bob raises, carol's grading process dies (a moment after it starts, as a notebook would:
+    the end of the task before it on that worker has reached the scheduler)."""
+    if submission.student_id == "bob":
+        raise ValueError("cannot read bob's notebook")
+    if submission.student_id == "carol":
+        time.sleep(0.5)
+        os._exit(9)
     return grade_ok(submission, scratch)
 
 
@@ -192,6 +203,67 @@ def test_killed_batch_resumes_where_it_stopped(tmp_path: Path) -> None:
     assert all((tmp_path / "calls2" / n).read_text() == "x" for n in graded_again)  # once each
     assert sorted(p.stem for p in results.glob("*.json")) == names
     assert not list(results.glob(".*"))
+
+
+# ------------------------------------------------------------------------------------- Dask
+def comparable(results: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k != "duration_s"} for r in results]
+
+
+def test_dask_results_equal_the_process_pool(tmp_path: Path) -> None:
+    """On a LocalCluster and on a running cluster given by its scheduler's address, are the
+    results (and result files) those of the process pool, in submission order, each graded once?"""
+    from distributed import LocalCluster
+
+    subs = make_submissions(tmp_path / "in", ["carol.ipynb", "alice.ipynb", "bob.zip", "dave.ipynb"])
+    pool = run_batch(subs, grade_ok, tmp_path / "pool", workers=2, progress=False)
+    local = run_batch(subs, grade_ok, tmp_path / "local", workers=2, progress=False,
+                      engine=DaskEngine("local"))
+    with LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None) as cluster:
+        remote = run_batch(subs, grade_ok, tmp_path / "remote", workers=1, progress=False,
+                           engine=DaskEngine(cluster.scheduler_address))
+    assert comparable(local) == comparable(remote) == comparable(pool)
+    assert [r["status"] for r in local] == ["ok"] * 4 and all(r["scratch_is_empty_dir"] for r in local)
+    for out, results in ((tmp_path / "local", local), (tmp_path / "remote", remote)):
+        assert calls(out) == ["alice", "bob", "carol", "dave"]
+        assert [json.loads((out / "results" / f"{s.student_id}.json").read_text()) for s in subs] == results
+        assert not list((out / "results").glob(".*"))
+
+
+def test_dask_exception_and_dead_worker_are_crashed(tmp_path: Path) -> None:
+    """On Dask, does an exception in grade_one, and a worker that dies grading a submission, each
+    give only that submission "crashed" while the others (some on the dying worker's queue) are
+    graded, each result written?"""
+    names = ["alice", "bob", "carol", "dave", "eve", "frank"]
+    subs = make_submissions(tmp_path / "in", [f"{n}.ipynb" for n in names])
+    out = tmp_path / "out"
+    results = {r["student_id"]: r for r in run_batch(subs, grade_raises_or_dies, out, workers=2,
+                                                     progress=False, engine=DaskEngine("local"))}
+    assert results["bob"]["status"] == "crashed"
+    assert "ValueError: cannot read bob's notebook" in results["bob"]["error"]
+    assert results["carol"]["status"] == "crashed" and "died" in results["carol"]["error"]
+    assert {n: results[n]["status"] for n in names if n not in ("bob", "carol")} == dict.fromkeys(
+        ["alice", "dave", "eve", "frank"], "ok")
+    assert sorted(p.stem for p in (out / "results").glob("*.json")) == names
+    assert calls(out) == ["alice", "dave", "eve", "frank"]  # graded once each
+
+
+def test_dask_resume_skips_done_results(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """On Dask, are submissions with a result skipped (a half-written temporary file removed),
+    graded again with regrade, and is the progress shown?"""
+    subs = make_submissions(tmp_path / "in", ["alice.ipynb", "bob.ipynb", "carol.ipynb"])
+    out = tmp_path / "out"
+    run_batch(subs[:1], grade_ok, out, workers=1, progress=False)
+    before = (out / "results" / "alice.json").stat().st_mtime_ns
+    (out / "results" / ".bob.json.x.tmp").write_text("{half")
+    results = run_batch(subs, grade_ok, out, workers=2, progress=True, engine=DaskEngine("local"))
+    assert calls(out) == ["alice", "bob", "carol"]
+    assert (out / "results" / "alice.json").stat().st_mtime_ns == before
+    assert [r["status"] for r in results] == ["ok"] * 3
+    assert not list((out / "results").glob(".*"))
+    assert "3/3" in capsys.readouterr().err
+    run_batch(subs, grade_ok, out, workers=2, progress=False, regrade=True, engine=DaskEngine("local"))
+    assert calls(out) == ["alice", "alice", "bob", "bob", "carol", "carol"]
 
 
 def test_gradebook_columns_and_rows(tmp_path: Path) -> None:

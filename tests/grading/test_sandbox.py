@@ -11,7 +11,9 @@ import dataclasses
 import json
 import os
 import shutil
+import signal
 import socket
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -177,6 +179,43 @@ def test_nothing_outlives_a_normal_exit(python: str, base: Path, mode: str) -> N
     out = run(py(python, SPAWN, token), base)
     assert out.status == "ok" and "spawned" in out.stdout_tail, out
     assert survivors(token) == []
+
+
+GRADER = textwrap.dedent("""
+    import dataclasses, sys
+    from pathlib import Path
+    from convlab.grading import sandbox as sb
+    python, code, token, workdir, mode = sys.argv[1:]
+    if mode == "degraded":
+        machine = dataclasses.replace(sb._probe(), net=False, pid_flags=None, user=None, map_root=False)
+        sb._probe = lambda: machine
+    sb.run([python, "-c", code, token], workdir=Path(workdir), env={},
+           limits=sb.Limits(wall_seconds=120, memory_bytes=None))
+""")
+
+
+def test_nothing_outlives_a_dead_grader(python: str, base: Path, mode: str) -> None:
+    """When the grader running a sandbox is killed (SIGKILL, its own process group only), are the
+    command and everything it started (in its group, out of its session, a daemon) killed, and
+    its working directory removed, at once rather than when the command ends?"""
+    token = uuid.uuid4().hex
+    workdir = sb.prepare_workdir(base)
+    grader = subprocess.Popen([sys.executable, "-c", GRADER, python, SPAWN + "\ntime.sleep(120)\n", token,
+                               str(workdir), mode], start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while not all((workdir / name).exists() for name in ("stay", "leave", "daemon")):
+            assert grader.poll() is None and time.monotonic() < deadline, "the sandbox never started"
+            time.sleep(0.05)
+        assert len(survivors(token, wait=0)) >= 4  # the command and its three helpers
+    finally:
+        os.killpg(grader.pid, signal.SIGKILL)
+        grader.wait()
+    assert survivors(token, wait=5) == []
+    deadline = time.monotonic() + 5
+    while workdir.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not workdir.exists()
 
 
 def test_memory_overrun_is_memory(python: str, base: Path, mode: str) -> None:

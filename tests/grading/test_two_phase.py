@@ -3,19 +3,26 @@
 Tiny synthetic notebooks (no TensorFlow) and a tiny test file play the lab (their sources are
 in :mod:`corpus_tiny`, with the rest of the exploit and fault corpus, tested in
 ``test_corpus.py``): an honest notebook gets full marks, so each exploit's zero is meaningful;
-statuses come from real kernels that hang, die, eat memory or are not notebooks at all. One slow
-test grades the Lab 5 solution.
+statuses come from real kernels that hang, die, eat memory or are not notebooks at all; a batch
+killed half-way through the command line resumes. One slow test grades the Lab 5 solution.
 """
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
+import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from pathlib import Path
 
 import nbformat
+import psutil
 import pytest
 from corpus_tiny import FAKE_RESULTS, HONEST, PATCH_CHECKS, READ_TESTS, SETUP, TESTS, notebook
 
@@ -106,6 +113,88 @@ def test_statuses_and_cli(autograder: Path, tmp_path: Path) -> None:
                for o in c.outputs), "the slow cell was not interrupted"
     assert json.loads((out / "gradescope" / "slow_cell" / "results.json").read_text())["score"] == 4
     assert not list(execute.sandbox_base().glob("*/export")), "working directories were left behind"
+
+
+# ---------------------------------------------------------------------------- kill and resume
+def sandbox_processes(base: Path) -> list[psutil.Process]:
+    """Live processes working in a sandbox under ``base``."""
+    found = []
+    for proc in psutil.process_iter(["cwd", "status"]):
+        cwd = proc.info["cwd"]
+        if cwd and Path(cwd).is_relative_to(base) and proc.info["status"] != psutil.STATUS_ZOMBIE:
+            found.append(proc)
+    return found
+
+
+@pytest.mark.parametrize("engine", ["processes", pytest.param("dask", marks=pytest.mark.slow)])
+def test_killed_cli_batch_resumes(autograder: Path, tmp_path: Path, engine: str) -> None:
+    """`convlab grade` (process pool, or `--dask local`) killed with SIGKILL (its whole process
+    group) while notebooks run, then run again: is every submission in the gradebook once, with
+    the right scores, are the results of the first run kept (not graded again), and are no
+    temporary files, sandbox processes or sandbox working directories left behind (killed with
+    the grader, not when they end)?"""
+    subs = tmp_path / "subs"
+    sleep = "import time\ntime.sleep(4)"
+    notebook(subs, "a.ipynb", SETUP, *HONEST)
+    notebook(subs, "b.ipynb", SETUP, sleep, *HONEST)
+    notebook(subs, "c.ipynb", SETUP, "x = 41\nlst = [1, 2, 3]", "grader.check('q1')", "y = 'конец'")
+    notebook(subs, "d.ipynb", SETUP, sleep, "x = 42\nlst = [1, 2, 3]", "y = 'начало'")
+    notebook(subs, "e.ipynb", SETUP, sleep, *HONEST)
+    notebook(subs, "f.ipynb", SETUP, *HONEST)
+    expected = {"a": ("2", "2", "4"), "b": ("2", "2", "4"), "c": ("1", "2", "3"), "d": ("2", "1", "3"),
+                "e": ("2", "2", "4"), "f": ("2", "2", "4")}
+    out, results = tmp_path / "out", tmp_path / "out" / "results"
+    # a private temporary folder, so that only this test's sandboxes are looked at (passable by the
+    # sandbox user, as the system one is)
+    tmp = Path(tempfile.mkdtemp(prefix="convlab-resume-"))
+    tmp.chmod(0o711)
+    sandboxes = tmp / "convlab-sandboxes"
+    cli = [sys.executable, "-m", "convlab", "grade", "tiny", str(subs), "-o", str(out),
+           "--autograder", str(autograder), "--workers", "2", "--timeout", "120", "--memory", "1500",
+           "--cell-timeout", "60", *(["--dask", "local"] if engine == "dask" else [])]
+    env = {**os.environ, "TMPDIR": str(tmp)}
+    try:
+        first = subprocess.Popen(cli, env=env, start_new_session=True, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+        deadline = time.monotonic() + 600
+        while not (2 <= len(list(results.glob("*.json"))) < 6 and list(sandboxes.glob("sandbox-*"))):
+            assert first.poll() is None, "the first run ended before it could be killed: " + (
+                first.stderr.read().decode()[-3000:])
+            assert time.monotonic() < deadline, "the first run graded too few submissions in time"
+            time.sleep(0.05)
+        os.killpg(first.pid, signal.SIGKILL)  # the CLI and its workers, not the sandboxes' sessions
+        first.wait()
+        first.stderr.close()
+        killed_at = time.time()
+        kept = {p.stem: (p.stat().st_mtime_ns, p.read_text()) for p in results.glob("*.json")}
+        assert 2 <= len(kept) < 6
+        deadline = time.monotonic() + 5  # the sandboxes go with their grader, not when they end
+        while (sandbox_processes(tmp) or list(sandboxes.glob("sandbox-*"))) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert sandbox_processes(tmp) == [] and list(sandboxes.iterdir()) == []
+
+        second = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=600)
+        assert second.returncode == 0, second.stderr[-3000:]
+        with open(out / "gradebook.csv", newline="") as f:
+            rows = list(csv.DictReader(f))
+        assert sorted(r["student_id"] for r in rows) == sorted(expected)  # each once
+        assert {r["student_id"]: (r["q1"], r["q2"], r["total"]) for r in rows} == expected
+        assert all(r["status"] == "ok" for r in rows)
+        for sid, (mtime, text) in kept.items():  # not graded again
+            assert (results / f"{sid}.json").stat().st_mtime_ns == mtime
+            assert (results / f"{sid}.json").read_text() == text
+        for sid in set(expected) - set(kept):
+            assert (results / f"{sid}.json").stat().st_mtime >= killed_at
+        assert sorted(p.stem for p in results.iterdir()) == sorted(expected)
+        assert not [p for p in out.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
+        assert sandbox_processes(tmp) == [] and list(sandboxes.iterdir()) == []
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(first.pid, signal.SIGKILL)
+        for proc in sandbox_processes(tmp):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 # -------------------------------------------------------------------------------------- Lab 5

@@ -2,11 +2,12 @@
 
 * :func:`discover` lists the submissions of a folder (``*.ipynb`` and ``*.zip``) with stable,
   unique student ids.
-* :func:`run_batch` calls ``grade_one(submission, scratch)`` for each in a process pool and writes
-  each result, atomically, to ``out/results/<student_id>.json`` as soon as it exists. A batch
-  that was killed is resumed by running it again: submissions with a result are not graded again
-  (unless ``regrade``). An exception in ``grade_one``, or a grading process that dies, gives that
-  submission a ``"crashed"`` result and the batch carries on.
+* :func:`run_batch` calls ``grade_one(submission, scratch)`` for each in a process pool (or on a
+  Dask cluster: :class:`DaskEngine`) and writes each result, atomically, to
+  ``out/results/<student_id>.json`` as soon as it exists. A batch that was killed is resumed by
+  running it again: submissions with a result are not graded again (unless ``regrade``). An
+  exception in ``grade_one``, or a grading process that dies, gives that submission a
+  ``"crashed"`` result and the batch carries on.
 * :func:`write_gradebook` writes the CSV gradebook.
 
 A result is a JSON-serializable dict. ``run_batch`` sets ``student_id`` and ``file`` and fills in
@@ -42,6 +43,10 @@ _EXPORT_STAMP = re.compile(r"_\d{4}_\d{2}_\d{2}T\d{2}_\d{2}_\d{2}(?:_\d{1,6})?$"
 _UNSAFE = re.compile(r"[\s/\\\x00-\x1f\x7f]+")
 
 GradeOne = Callable[["Submission", Path], dict]
+
+#: The Dask scheduler setting of :class:`DaskEngine`'s LocalCluster: a task whose worker dies is
+#: not retried on another one (it is a suspect, see :func:`_grade_all_dask`).
+DASK_LOCAL_CONFIG = {"distributed.scheduler.allowed-failures": 0}
 
 
 @dataclass(frozen=True, order=True)
@@ -101,6 +106,13 @@ def write_atomic(path: Path, text: str) -> None:
             os.fsync(dirfd)
         finally:
             os.close(dirfd)
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Remove the temporary files that :func:`write_atomic` left in ``folder`` when killed."""
+    for stale in Path(folder).glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            stale.unlink()
 
 
 def _crashed(submission: Submission, error: str, **extra: Any) -> dict:
@@ -163,6 +175,28 @@ class _Progress:
             sys.stderr.write("\n")
 
 
+@dataclass(frozen=True)
+class DaskEngine:
+    """Grade on Dask distributed (the optional ``dask`` extra) instead of a local process pool.
+
+    ``address`` is ``"local"`` (a ``LocalCluster`` of ``workers`` nanny-managed worker processes
+    with one thread each, the scheduler setting :data:`DASK_LOCAL_CONFIG`, no Dask memory limit:
+    the sandbox limits each notebook) or the address of a running scheduler, such as
+    ``tcp://host:8786`` (a cluster started by dask-jobqueue, dask-kubernetes or ``dask
+    scheduler`` / ``dask worker``). The workers must run this package, and the submissions and
+    the output folder must be on a filesystem that they and this process share, under the same
+    paths: the workers read the submissions and write ``out/work``, this process writes the
+    results.
+
+    On a cluster of your own, start the workers with ``--nthreads 1`` (a notebook's kernel
+    already uses the cores) and the scheduler with ``DASK_DISTRIBUTED__SCHEDULER__ALLOWED_FAILURES=0``;
+    with Dask's default (3) a submission that kills its worker kills three more before it counts
+    as crashed.
+    """
+
+    address: str = "local"
+
+
 def _load(path: Path) -> dict | None:
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
@@ -173,11 +207,13 @@ def _load(path: Path) -> dict | None:
 
 def run_batch(submissions: Sequence[Submission], grade_one: GradeOne, out: Path, *,
               workers: int | None = os.cpu_count(), regrade: bool = False,
-              progress: bool = True) -> list[dict]:
+              progress: bool = True, engine: DaskEngine | None = None) -> list[dict]:
     """Grade ``submissions`` with ``grade_one`` in ``workers`` processes; return every result.
 
     ``grade_one(submission, scratch)`` must be a picklable top-level function; ``scratch`` is an
     empty directory for that submission (``out/work/<student_id>``, emptied before each call).
+    ``engine``: ``None`` for a local process pool, or a :class:`DaskEngine` (``workers`` is then
+    the size of its LocalCluster; a scheduler's address brings its own workers).
     Each result is written to ``out/results/<student_id>.json`` as soon as it is known; those
     already there are kept and their submissions skipped, unless ``regrade``. The results, old
     and new, come back in the order of ``submissions``.
@@ -185,9 +221,7 @@ def run_batch(submissions: Sequence[Submission], grade_one: GradeOne, out: Path,
     out = Path(out)
     results_dir = out / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
-    for stale in results_dir.glob(".*.tmp"):  # left by a batch killed while writing
-        with contextlib.suppress(OSError):
-            stale.unlink()
+    remove_stale_temps(results_dir)  # left by a batch killed while writing
     ids = [s.student_id for s in submissions]
     if len(set(ids)) != len(ids):
         raise ValueError("submissions must have unique student ids")
@@ -209,8 +243,12 @@ def run_batch(submissions: Sequence[Submission], grade_one: GradeOne, out: Path,
         results[result["student_id"]] = result
         bar.update(result)
 
+    n = max(1, min(workers or 1, len(todo) or 1))
     try:
-        _grade_all(todo, grade_one, out / "work", max(1, min(workers or 1, len(todo) or 1)), record)
+        if engine is None:
+            _grade_all(todo, grade_one, out / "work", n, record)
+        elif todo:
+            _grade_all_dask(todo, grade_one, out / "work", n, record, engine.address)
     finally:
         bar.close()
     return [results[sub.student_id] for sub in submissions]
@@ -255,6 +293,61 @@ def _grade_all(todo: Iterable[Submission], grade_one: GradeOne, work: Path, work
                     record(alone.submit(_grade_safely, grade_one, sub, work / sub.student_id).result())
                 except BrokenProcessPool as exc:
                     record(_crashed(sub, f"the grading process died: {exc}"))
+
+
+def _grade_all_dask(todo: Sequence[Submission], grade_one: GradeOne, work: Path, workers: int,
+                    record: Callable[[dict], None], address: str) -> None:
+    """Submit every grading to Dask and record each result as it arrives.
+
+    When a worker dies, every task it held fails with Dask's ``KilledWorker`` (after the
+    scheduler's allowed failures), not only the one that killed it: the scheduler hands a worker
+    more tasks than it has threads. Those suspects are graded again at the end, one at a time,
+    so that only a submission that kills its worker when graded alone is recorded as crashed.
+    Any other error (the scheduler lost, say) ends the batch, which resumes when run again.
+    """
+    import logging
+    import uuid
+
+    import dask
+    from distributed import Client, KilledWorker, LocalCluster, as_completed
+
+    with contextlib.ExitStack() as stack:
+        if address == "local":
+            stack.enter_context(dask.config.set(DASK_LOCAL_CONFIG))
+            cluster = stack.enter_context(LocalCluster(
+                n_workers=workers, threads_per_worker=1, processes=True, memory_limit=None,
+                dashboard_address=None, silence_logs=logging.ERROR))
+            client = stack.enter_context(Client(cluster))
+        else:
+            client = stack.enter_context(Client(address))
+        batch = uuid.uuid4().hex[:8]
+
+        def submit(sub: Submission, tag: str = ""):
+            return client.submit(_grade_safely, grade_one, sub, work / sub.student_id, pure=False,
+                                 retries=0, key=f"grade-{sub.student_id}-{batch}{tag}")
+
+        futures = {submit(sub): sub for sub in todo}
+        suspects: list[Submission] = []
+        # Results come to this process as soon as their task ends, and each task is released at
+        # once: a result left on a worker that dies would be computed (graded) again.
+        for future, value in as_completed(list(futures), with_results=True, raise_errors=False):
+            sub = futures.pop(future)
+            status = future.status
+            future.release()
+            if status == "error" and isinstance(value, tuple) and isinstance(value[1], KilledWorker):
+                suspects.append(sub)
+            elif status == "error" and isinstance(value, tuple):
+                raise value[1].with_traceback(value[2])
+            elif isinstance(value, BaseException):  # cancelled: the scheduler or the client went away
+                raise value
+            else:
+                record(value)
+        for sub in suspects:
+            try:
+                result = submit(sub, "-alone").result()
+            except KilledWorker as exc:
+                result = _crashed(sub, f"the grading process died: {exc}")
+            record(result)
 
 
 def _number(value: Any) -> str:

@@ -421,13 +421,18 @@ def write_reports(results: list[dict[str, Any]], out: Path, *, hide_hidden: bool
 
 
 def grade_folder(config: Config, folder: Path, out: Path, *, workers: int = 1, regrade: bool = False,
-                 hide_hidden: bool = False, progress: bool = True) -> list[dict[str, Any]]:
+                 hide_hidden: bool = False, progress: bool = True,
+                 engine: batch.DaskEngine | None = None) -> list[dict[str, Any]]:
     """Grade every submission of ``folder``; write the gradebook, results, feedback and the class
-    report to ``out``."""
+    report to ``out``.
+    ``engine``: see :func:`convlab.grading.batch.run_batch` (Dask needs ``folder``, ``out`` and
+    ``config.tests`` on a filesystem the workers share)."""
     out = Path(out)
+    for written in (out, out / "feedback", *(out / "gradescope").glob("*/")):  # a killed run's leftovers
+        batch.remove_stale_temps(written)
     submissions = batch.discover(Path(folder))
     results = batch.run_batch(submissions, functools.partial(grade_one, config), out, workers=workers,
-                              regrade=regrade, progress=progress)
+                              regrade=regrade, progress=progress, engine=engine)
     questions = [t.name for t in score.load_tests(Path(config.tests))]
     batch.write_gradebook(results, out / "gradebook.csv", questions)
     write_reports(results, out, hide_hidden=hide_hidden, show_hidden_gradescope=show_hidden(config.tests))

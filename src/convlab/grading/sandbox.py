@@ -9,7 +9,10 @@ protections this machine allows, each optional, each reported in :attr:`Outcome.
     ``-I -S`` program), which is the *subreaper* of everything the command starts: processes that
     leave the session and double-fork are re-parented to it, and it kills whatever is left when the
     command ends. On a timeout or a memory overrun, the command and all its descendants are killed
-    with SIGKILL; after any end, the group and every descendant seen are killed too.
+    with SIGKILL; after any end, the group and every descendant seen are killed too. The init holds
+    the read end of a *lifeline* pipe whose write end only the grader holds: when the grader dies
+    (a batch killed with SIGKILL, a Dask worker lost), the init kills the command and everything it
+    started, removes the working directory (nobody else is left to) and exits.
 ``pid_namespace``
     (``unshare --pid --fork --mount-proc``) The init is PID 1 of a new PID namespace: when it
     ends, the kernel kills everything left in the namespace. Inside it the submission sees (in
@@ -203,6 +206,7 @@ import ctypes, json, os, resource, signal, sys, time
 cfg = json.loads(sys.argv[1])
 cmd = sys.argv[2:]
 fd = cfg["status_fd"]
+lifeline = cfg["lifeline_fd"]
 libc = ctypes.CDLL(None, use_errno=True)
 libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans of the command become our children
 resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
@@ -219,6 +223,7 @@ pid = os.fork()
 if pid == 0:
     try:
         os.set_inheritable(fd, False)  # closed by a successful exec, kept to report a failed one
+        os.close(lifeline)
         for sig in (signal.SIGPIPE, signal.SIGXFSZ):
             signal.signal(sig, signal.SIG_DFL)
         os.umask(0o077)
@@ -242,6 +247,61 @@ if pid == 0:
             os.write(fd, ("E cannot start %r as uid %d: %s\n" % (cmd[0], os.getuid(), exc)).encode())
         finally:
             os._exit(127)
+
+def tree():
+    # every descendant of this init, as /proc shows them (host pids: not in a PID namespace)
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                with open("/proc/%s/stat" % name) as f:
+                    st = f.read()
+            except OSError:
+                continue
+            parents.setdefault(int(st[st.rindex(")") + 2:].split()[1]), []).append(int(name))
+    found, todo = [], [os.getpid()]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+def orphaned():
+    # The lifeline reads end of file when the grader is gone: kill everything, clean up, exit.
+    try:
+        while os.read(lifeline, 1):
+            pass
+    except OSError:
+        pass
+    end = time.monotonic() + 5
+    while time.monotonic() < end:
+        if os.getpid() == 1:  # PID 1 of a namespace: kill(-1) reaches everything in it but us
+            left = [-1]
+        else:
+            left = tree()
+        if not left:
+            break
+        for p in left:
+            try:
+                os.kill(p, signal.SIGKILL)
+            except OSError:
+                if p == -1:
+                    left = []
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            if os.getpid() == 1:
+                break
+        time.sleep(0.01)
+    import shutil
+    shutil.rmtree(cfg["workdir"], ignore_errors=True)
+    os._exit(137)
+
+import threading
+watcher = threading.Thread(target=orphaned, daemon=True)
+watcher.start()
+
 code, maxrss = 1, 0
 while True:
     try:
@@ -279,7 +339,10 @@ while time.monotonic() < end:
         except OSError:
             pass
     time.sleep(0.01)
-os.write(fd, ("%d %d\n" % (code, maxrss)).encode())
+try:
+    os.write(fd, ("%d %d\n" % (code, maxrss)).encode())
+except OSError:  # nobody reads: the grader is gone, the watcher cleans up and exits
+    watcher.join()
 os._exit(code if code >= 0 else 128 - code)
 """
 
@@ -463,7 +526,8 @@ def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str
     ``env`` is the whole environment of the command, plus ``PATH`` (``env``'s, else the grader's),
     ``HOME=workdir``, ``TMPDIR=workdir/tmp`` (created) and ``LANG`` (``env``'s, else ``C.UTF-8``).
     When the user switch is in force, the files in ``workdir`` are handed to the sandbox user
-    first. Nothing the command started survives this call.
+    first. Nothing the command started survives this call, nor the death of the process that
+    called it (which also removes ``workdir``).
     """
     if not command:
         raise ValueError("empty command")
@@ -487,7 +551,9 @@ def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str
     }
 
     status_r, status_w = os.pipe()
-    config = {"status_fd": status_w, "uid": user[0] if user else None,
+    lifeline_r, lifeline_w = os.pipe()  # the write end stays here, never written: see the init
+    config = {"status_fd": status_w, "lifeline_fd": lifeline_r, "workdir": str(workdir),
+              "uid": user[0] if user else None,
               "gid": user[1] if user else None, "loopback": _LOOPBACK_UP if use_net else None,
               "data_limit": 2 * limits.memory_bytes + (1 << 30) if rlimit else None,
               "landlock": _LANDLOCK if landlock else None, "writable_dirs": [
@@ -503,12 +569,14 @@ def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str
     try:
         proc = subprocess.Popen(argv, cwd=workdir, env=child_env, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                start_new_session=True, pass_fds=(status_w,))
+                                start_new_session=True, pass_fds=(status_w, lifeline_r))
     except OSError as exc:
         os.close(status_r)
+        os.close(lifeline_w)
         raise SandboxError(f"cannot start the sandbox: {exc}") from exc
     finally:
         os.close(status_w)
+        os.close(lifeline_r)
     start = time.monotonic()
     root = None
     if psutil is not None:
@@ -523,12 +591,14 @@ def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str
     except BaseException:
         _kill_everything(proc.pid, root, seen)  # even when interrupted, nothing survives
         proc.wait()
+        os.close(lifeline_w)
         proc.stdout.close()
         proc.stderr.close()
         os.close(status_r)
         raise
     _kill_everything(proc.pid, root, seen)
     proc.wait()
+    os.close(lifeline_w)  # after the sandbox ended, so that its init never sees it cut
     _drain(proc, out, err)
     returncode, child_rss, failure = _read_status(status_r, proc.returncode)
     if failure:
