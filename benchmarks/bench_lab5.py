@@ -8,6 +8,8 @@ Measures wall time and peak memory (sum of RSS over the whole process tree, samp
 * grading the solution submission (notebook + trained models) with ``otter run``, against
   the obvious alternative, full re-execution: the same notebook without its models, so
   ``otter run`` retrains all six (``--skip-retrain`` leaves this out: about 12 minutes);
+* grading the same zip with ``convlab grade`` (two phases: sandboxed execution, trusted
+  scoring), the route that student code cannot fool, against ``otter run``;
 * "Run All" of the solution notebook with its models (no training) and each student-side
   ``grader.check`` (public tests), from the cell timings of that run;
 * ``convlab build --check`` (assign, normalize, execute the solution without training).
@@ -95,6 +97,20 @@ def grade(submission: Path, work: Path) -> dict[str, float]:
     return result
 
 
+def grade_two_phase(submission: Path, work: Path) -> dict[str, float]:
+    """``convlab grade`` of a folder holding only ``submission`` (one worker)."""
+    folder = work / "submissions"
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(submission, folder / submission.name)
+    convlab = str(Path(sys.executable).with_name("convlab"))
+    result = measure([convlab, "--root", str(ROOT), "grade", LAB, str(folder), "-o", str(work / "out"),
+                      "--workers", "1"])
+    graded = json.loads((work / "out" / "results" / f"{submission.stem}.json").read_text())
+    result["score"], result["possible"] = graded["total"], graded["max_total"]
+    result["status"] = graded["status"]
+    return result
+
+
 def run_all(work: Path) -> dict[str, object]:
     """Execute the solution with its models and the students' public tests; time each check."""
     work.mkdir(parents=True, exist_ok=True)
@@ -141,6 +157,8 @@ def main() -> None:
                                            work / "with-models.zip")
         results["grade_with_models"] = grade(with_models, work / "a")
         print("grade with models:", results["grade_with_models"], flush=True)
+        results["grade_two_phase"] = grade_two_phase(with_models, work / "c")
+        print("grade two-phase (convlab grade):", results["grade_two_phase"], flush=True)
         if not args.skip_retrain:
             bare = work / "bare" / f"{LAB}.ipynb"
             bare.parent.mkdir()
@@ -159,6 +177,10 @@ def main() -> None:
         results["grade_full_reexecution"] = previous["grade_full_reexecution"]
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    otter_run, two_phase = results["grade_with_models"], results["grade_two_phase"]
+    if isinstance(otter_run, dict) and isinstance(two_phase, dict):
+        print(f"two-phase / otter run: time {two_phase['seconds'] / otter_run['seconds']:.2f}x, "
+              f"peak memory {two_phase['peak_mib'] / otter_run['peak_mib']:.2f}x")
     fast, slow = results["grade_with_models"], results.get("grade_full_reexecution")
     if isinstance(fast, dict) and isinstance(slow, dict):
         print(f"speed-up of grading with trained models: {slow['seconds'] / fast['seconds']:.1f}x,"
