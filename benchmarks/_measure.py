@@ -31,7 +31,7 @@ def kill_tree(pid: int) -> None:
             processes = _tree(pid)
         except psutil.Error:
             return
-        for process in reversed(processes):
+        for process in processes:  # the root first: it cannot react to its children dying
             try:
                 process.kill()
             except psutil.Error:
