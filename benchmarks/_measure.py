@@ -36,7 +36,7 @@ def kill_tree(pid: int) -> None:
                 process.kill()
             except psutil.Error:
                 pass
-        psutil.wait_procs(processes, timeout=2)
+        psutil.wait_procs(processes[1:], timeout=2)  # the root is its parent's to reap (Popen)
 
 
 class PeakMemory:
