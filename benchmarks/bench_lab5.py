@@ -23,65 +23,19 @@ import argparse
 import json
 import platform
 import shutil
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from datetime import datetime
 from pathlib import Path
 
 import nbformat
 import psutil
+from _measure import measure  # benchmarks/_measure.py
 
 from convlab import build, datasets
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = "lab5_cnn"
-
-
-class PeakMemory:
-    """Peak RSS summed over a process and all its descendants, sampled in a thread."""
-
-    def __init__(self, pid: int) -> None:
-        self.pid, self.peak, self._stop = pid, 0, threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                root = psutil.Process(self.pid)
-                total = root.memory_info().rss
-                for child in root.children(recursive=True):
-                    try:
-                        total += child.memory_info().rss
-                    except psutil.Error:
-                        pass
-                self.peak = max(self.peak, total)
-            except psutil.Error:
-                pass
-            time.sleep(0.1)
-
-    def __enter__(self) -> PeakMemory:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join()
-
-
-def measure(command: list[str], cwd: Path | None = None) -> dict[str, float]:
-    """Run a command; return its wall time and the peak memory of its process tree."""
-    start = time.perf_counter()
-    process = subprocess.Popen(command, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                               text=True)
-    with PeakMemory(process.pid) as memory:
-        output, _ = process.communicate()
-    seconds = time.perf_counter() - start
-    if process.returncode != 0:
-        raise RuntimeError(f"{command} failed:\n{output[-3000:]}")
-    return {"seconds": round(seconds, 1), "peak_mib": round(memory.peak / 2**20)}
 
 
 def grade(submission: Path, work: Path) -> dict[str, float]:

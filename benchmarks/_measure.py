@@ -1,0 +1,113 @@
+"""Measuring helpers shared by the benchmark scripts: wall time and peak memory of a process tree.
+
+``PeakMemory`` samples the RSS summed over a process and all its descendants (every 0.1 s) and,
+given a limit, kills the whole tree once the sum exceeds it. ``run_measured`` runs a command
+under it, optionally with a wall-clock limit (the whole tree is killed, including descendants
+that started sessions of their own, such as Jupyter kernels); ``measure`` is the strict form
+that raises on failure.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+
+def _tree(pid: int) -> list[psutil.Process]:
+    root = psutil.Process(pid)
+    return [root, *root.children(recursive=True)]
+
+
+def kill_tree(pid: int) -> None:
+    """SIGKILL a process and all its descendants (a few rounds, for ones forked meanwhile)."""
+    for _ in range(3):
+        try:
+            processes = _tree(pid)
+        except psutil.Error:
+            return
+        for process in processes:  # the root first: it cannot react to its children dying
+            try:
+                process.kill()
+            except psutil.Error:
+                pass
+        psutil.wait_procs(processes[1:], timeout=2)  # the root is its parent's to reap (Popen)
+
+
+class PeakMemory:
+    """Peak RSS summed over a process and all its descendants, sampled in a thread.
+
+    With ``limit_bytes``, the tree is killed as soon as a sample exceeds it (``exceeded`` is then
+    True): a guard for commands that have no memory limit of their own.
+    """
+
+    def __init__(self, pid: int, limit_bytes: int | None = None) -> None:
+        self.pid, self.peak, self._stop = pid, 0, threading.Event()
+        self.limit_bytes, self.exceeded = limit_bytes, False
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                total = 0
+                for process in _tree(self.pid):
+                    try:
+                        total += process.memory_info().rss
+                    except psutil.Error:
+                        pass
+                self.peak = max(self.peak, total)
+                if self.limit_bytes and total > self.limit_bytes and not self.exceeded:
+                    self.exceeded = True
+                    kill_tree(self.pid)
+            except psutil.Error:
+                pass
+            time.sleep(0.1)
+
+    def __enter__(self) -> PeakMemory:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def run_measured(command: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
+                 timeout: float | None = None, memory_limit_bytes: int | None = None) -> dict[str, Any]:
+    """Run a command; return ``seconds``, ``peak_mib`` (its process tree), ``returncode``,
+    ``killed`` (None, ``"timeout"`` or ``"memory"``) and the tail of its output."""
+    start = time.perf_counter()
+    process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True, errors="replace")
+    killed = None
+    with PeakMemory(process.pid, memory_limit_bytes) as memory:
+        try:
+            output, _ = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            killed = "timeout"
+            kill_tree(process.pid)
+            output, _ = process.communicate()
+    seconds = time.perf_counter() - start
+    if memory.exceeded and killed is None:
+        killed = "memory"
+    return {"seconds": round(seconds, 1), "peak_mib": round(memory.peak / 2**20),
+            "returncode": process.returncode, "killed": killed, "output": output[-3000:]}
+
+
+def measure(command: list[str], cwd: Path | None = None) -> dict[str, float]:
+    """Run a command; return its wall time and the peak memory of its process tree."""
+    result = run_measured(command, cwd=cwd)
+    if result["returncode"] != 0:
+        raise RuntimeError(f"{command} failed:\n{result['output']}")
+    return {"seconds": result["seconds"], "peak_mib": result["peak_mib"]}
+
+
+def machine() -> str:
+    """Processor, cores and memory of this machine, in words."""
+    return (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
+            f"{round(psutil.virtual_memory().total / 2**30)} GiB")
