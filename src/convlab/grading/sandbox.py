@@ -266,6 +266,11 @@ def tree():
             todo.append(child)
     return found
 
+def leftovers():
+    # PID 1 of a namespace: kill(-1) reaches everything in it but us, and /proc may be the host's
+    # (a PID namespace without its own /proc), where "children of PID 1" are the host's daemons
+    return [-1] if os.getpid() == 1 else tree()
+
 def orphaned():
     # The lifeline reads end of file when the grader is gone: kill everything, clean up, exit.
     try:
@@ -275,10 +280,7 @@ def orphaned():
         pass
     end = time.monotonic() + 5
     while time.monotonic() < end:
-        if os.getpid() == 1:  # PID 1 of a namespace: kill(-1) reaches everything in it but us
-            left = [-1]
-        else:
-            left = tree()
+        left = leftovers()
         if not left:
             break
         for p in left:
@@ -312,19 +314,6 @@ while True:
         code, maxrss = os.waitstatus_to_exitcode(st), ru.ru_maxrss
         break
 
-def children():
-    me, found = str(os.getpid()), []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open("/proc/%s/stat" % name) as f:
-                    st = f.read()
-            except OSError:
-                continue
-            if st[st.rindex(")") + 2:].split()[1] == me:
-                found.append(int(name))
-    return found
-
 # The command is gone: kill what it left behind (all of it ends up here, as we are its subreaper).
 end = time.monotonic() + 5
 while time.monotonic() < end:
@@ -333,7 +322,7 @@ while time.monotonic() < end:
             pass
     except ChildProcessError:
         break
-    for p in children():
+    for p in leftovers():
         try:
             os.kill(p, signal.SIGKILL)
         except OSError:
