@@ -96,6 +96,21 @@ def test_discover_names_and_deduplicates(tmp_path: Path) -> None:
     assert discover(tmp_path) == discover(tmp_path)
 
 
+def grade_reports_inherited_state(submission: Submission, scratch: Path) -> dict:
+    return {"inherited": "convlab_parent_only_marker" in sys.modules}
+
+
+def test_grading_processes_start_fresh(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Are grading processes fresh interpreters rather than forks of the grader? A fork of a
+    process with TensorFlow's thread pools running can deadlock in its first TF call (it hung the
+    Lab 5 corpus when the test process had used TensorFlow); a fresh process has none of the
+    parent's modules."""
+    monkeypatch.setitem(sys.modules, "convlab_parent_only_marker", type(sys)("convlab_parent_only_marker"))
+    subs = make_submissions(tmp_path / "in", ["alice.ipynb", "bob.ipynb"])
+    results = run_batch(subs, grade_reports_inherited_state, tmp_path / "out", workers=2, progress=False)
+    assert [r["inherited"] for r in results] == [False, False]
+
+
 def test_batch_grades_all_and_writes_results(tmp_path: Path) -> None:
     """Does every submission get a result file (status, id, file, duration) and come back in
     submission order, each graded once in a fresh scratch directory?"""

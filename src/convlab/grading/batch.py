@@ -23,6 +23,7 @@ import contextlib
 import csv
 import io
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -43,6 +44,10 @@ _EXPORT_STAMP = re.compile(r"_\d{4}_\d{2}_\d{2}T\d{2}_\d{2}_\d{2}(?:_\d{1,6})?$"
 _UNSAFE = re.compile(r"[\s/\\\x00-\x1f\x7f]+")
 
 GradeOne = Callable[["Submission", Path], dict]
+
+#: Grading processes start fresh ("spawn"), never as forks of this process: a fork of a process
+#: that has TensorFlow running (its thread pools) can deadlock in the child's first TF call.
+_CONTEXT = multiprocessing.get_context("spawn")
 
 #: The Dask scheduler setting of :class:`DaskEngine`'s LocalCluster: a task whose worker dies is
 #: not retried on another one (it is a suspect, see :func:`_grade_all_dask`).
@@ -263,7 +268,7 @@ def _grade_all(todo: Iterable[Submission], grade_one: GradeOne, work: Path, work
     while pending:
         suspects: list[Submission] = []
         broken = False  # once the pool breaks, submit nothing more and collect what is in flight
-        with cf.ProcessPoolExecutor(max_workers=workers) as pool:
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=_CONTEXT) as pool:
             inflight: dict[cf.Future, Submission] = {}
             while True:
                 while pending and not broken and len(inflight) < workers:
@@ -288,7 +293,7 @@ def _grade_all(todo: Iterable[Submission], grade_one: GradeOne, work: Path, work
                     else:
                         record(result)
         for sub in suspects:
-            with cf.ProcessPoolExecutor(max_workers=1) as alone:
+            with cf.ProcessPoolExecutor(max_workers=1, mp_context=_CONTEXT) as alone:
                 try:
                     record(alone.submit(_grade_safely, grade_one, sub, work / sub.student_id).result())
                 except BrokenProcessPool as exc:
