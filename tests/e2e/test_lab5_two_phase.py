@@ -23,6 +23,9 @@ LAB = "lab5_cnn"
 FIXTURES = ROOT / "tests" / "fixtures" / LAB
 SCENARIOS = corpus.load(FIXTURES / "scenarios.yml")
 
+OTTER_UNDEFINED = "получено None"
+TWO_PHASE_UNDEFINED = "в блокноте нет такой переменной"
+
 pytestmark = pytest.mark.slow
 
 
@@ -56,7 +59,10 @@ def test_scenario_scores_like_otter_run(scenario: corpus.Scenario, graded: dict[
             f"{scenario.name}: {question} scored {value['score']}/{value['possible']}, expected {expected}\n"
             f"{value['output']}")
     for question, fragment in scenario.messages.items():
-        assert fragment in questions[question]["output"], questions[question]["output"]
+        output = questions[question]["output"]
+        # otter passes None for a name the notebook never defined; this route says so in words
+        undefined = fragment.endswith(OTTER_UNDEFINED) and TWO_PHASE_UNDEFINED in output
+        assert fragment in output or undefined, output
     assert not set(scenario.expected) - set(questions), "expected scores for unknown questions"
     marker = graded["work"] / "make" / scenario.name / corpus.PWNED_MARKER
     assert not marker.exists(), ".OTTER_LOG was unpickled"
