@@ -188,7 +188,8 @@ def _blocks(ops: list[Op]) -> tuple[list[list[Op]], list[list[Op]]]:
     return blocks, between
 
 
-def nin_network(model: Any, *, classes: int = 10, num_1x1: int = 2, name: str = "nin") -> None:
+def nin_network(model: Any, *, classes: int = 10, num_1x1: int | tuple[int, ...] = 2,
+                name: str = "nin") -> None:
     """NiN blocks (``num_1x1`` 1×1 layers each, ReLU everywhere) with pooling between them,
     a Dropout, a last block of ``classes`` channels, global average pooling, no Dense."""
     need_model(model, name)
@@ -208,8 +209,9 @@ def nin_network(model: Any, *, classes: int = 10, num_1x1: int = 2, name: str = 
         relu = all(op.activation == "relu" for op in block)
         require(relu, f"{name}, блок №{number}: активации", "ReLU после каждой свёртки",
                 ", ".join(op.describe() for op in block))
-        require(len(block) - 1 == num_1x1, f"{name}, блок №{number}: число слоёв 1×1 после свёртки "
-                f"{block[0].args[1]}", num_1x1, len(block) - 1)
+        allowed = (num_1x1,) if isinstance(num_1x1, int) else tuple(num_1x1)
+        require(len(block) - 1 in allowed, f"{name}, блок №{number}: число слоёв 1×1 после свёртки "
+                f"{block[0].args[1]}", " или ".join(map(str, allowed)), len(block) - 1)
         channels = {op.args[0] for op in block}
         require(len(channels) == 1, f"{name}, блок №{number}: число фильтров слоёв 1×1",
                 f"как у первой свёртки ({block[0].args[0]})", ", ".join(op.args[0] for op in block))
@@ -242,7 +244,7 @@ def outputs_match_loss(model: Any, name: str = "nin") -> None:
     if not getattr(model, "compiled", False) or getattr(model, "loss", None) is None:
         raise fail(f"{name}: компиляция", "модель, скомпилированная через compile()", "не скомпилирована")
     ops = layer_ops(model)
-    softmax = bool(ops) and ops[-1].activation == "softmax"
+    softmax = bool(ops) and "softmax" in (ops[-1].activation, *ops[-1].args)
     logits = _from_logits(model.loss)
     if softmax and logits:
         raise fail(f"{name}: функция потерь", "from_logits=False (выход сети — softmax, вероятности)",
