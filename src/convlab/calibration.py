@@ -27,6 +27,10 @@ class ModelPlan:
     dataset: str  #: "mnist" or "cifar10"
     epochs: int
     batch_size: int = 128
+    kwargs: tuple[tuple[str, Any], ...] = ()  #: extra keyword arguments of the builder
+    #: a master function ``(epoch, lr_0, lr_min, T)`` driving a LearningRateScheduler with the
+    #: master's ``LR_0`` and ``LR_MIN`` and ``T = epochs``
+    schedule: str | None = None
 
 
 PLANS: dict[str, dict[str, ModelPlan]] = {
@@ -37,6 +41,10 @@ PLANS: dict[str, dict[str, ModelPlan]] = {
         "model5": ModelPlan(function="create_model5", dataset="cifar10", epochs=15),
         "model6": ModelPlan(function="create_model6", dataset="cifar10", epochs=15),
     },
+    # graded only from submitted weights; the ablation's accuracy is not graded
+    "lab6_nin": {
+        "nin": ModelPlan(function="create_nin", dataset="cifar10", epochs=8, schedule="cosine_lr"),
+    },
 }
 
 #: Thresholds fixed by the lab text rather than by calibration.
@@ -44,10 +52,13 @@ FIXED = {"lab5_cnn": {"model1": 0.92}}
 
 
 def builders_from_master(master: Path) -> dict[str, Any]:
-    """Execute the ``create_*`` function definitions of the master's code cells."""
+    """Execute the function definitions of the master's code cells (``create_*`` builders and
+    the helpers they call) and its upper-case constant settings (``LR_0 = 2e-3``)."""
+    import math
+
     import tensorflow as tf
 
-    namespace: dict[str, Any] = {"tf": tf, "np": np}
+    namespace: dict[str, Any] = {"tf": tf, "np": np, "math": math}
     nb = nbformat.read(master, as_version=4)
     for cell in nb.cells:
         if cell.cell_type != "code":
@@ -60,9 +71,15 @@ def builders_from_master(master: Path) -> dict[str, Any]:
         except SyntaxError:
             continue
         for node in tree.body:
-            if isinstance(node, ast.FunctionDef) and node.name.startswith("create_"):
+            if isinstance(node, ast.FunctionDef):
                 exec(compile(ast.Module([node], []), str(master), "exec"), namespace)
-    return {k: v for k, v in namespace.items() if k.startswith("create_")}
+            elif (isinstance(node, ast.Assign) and len(node.targets) == 1
+                  and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper()):
+                try:
+                    namespace[node.targets[0].id] = ast.literal_eval(node.value)
+                except ValueError:
+                    continue
+    return {k: v for k, v in namespace.items() if k not in ("tf", "np", "math")}
 
 
 def prepared(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -94,9 +111,15 @@ def run(lab: str, master: Path, out: Path, seeds: list[int], models: list[str] |
                 continue
             tf.keras.utils.set_random_seed(seed)
             tf.config.experimental.enable_op_determinism()
-            model = builders[plan.function](x_train, y_train)
+            model = builders[plan.function](x_train, y_train, **dict(plan.kwargs))
+            callbacks = []
+            if plan.schedule is not None:
+                schedule, lr_0, lr_min = builders[plan.schedule], builders["LR_0"], builders["LR_MIN"]
+                callbacks.append(tf.keras.callbacks.LearningRateScheduler(
+                    lambda epoch, _lr, f=schedule, a=lr_0, b=lr_min, t=plan.epochs: f(epoch, a, b, t)))
             start = time.perf_counter()
-            model.fit(x_train, y_train, batch_size=plan.batch_size, epochs=plan.epochs, verbose=0)
+            model.fit(x_train, y_train, batch_size=plan.batch_size, epochs=plan.epochs, verbose=0,
+                      callbacks=callbacks)
             seconds = time.perf_counter() - start
             predictions = model.predict(x_test, batch_size=1000, verbose=0)
             accuracy = float(np.mean(np.argmax(predictions, axis=1) == y_test.reshape(-1)))

@@ -50,6 +50,7 @@ class Scenario:
     all_zero: bool = False  #: every auto-graded question scores 0
     messages: dict[str, str] = field(default_factory=dict)  #: question -> expected fragment
     otter_log_payload: bool = False  #: add a .OTTER_LOG whose unpickling creates PWNED_MARKER
+    env: dict[str, str] = field(default_factory=dict)  #: grading environment, e.g. CONVLAB_NO_TRAIN
 
 
 PWNED_MARKER = "PWNED_BY_OTTER_LOG"
@@ -133,7 +134,7 @@ def grade(scenario: Scenario, *, root: Path, lab: str, fixtures: Path, work: Pat
     submission = make_submission(scenario, root=root, lab=lab, fixtures=fixtures,
                                  dest=work / "submission")
     autograder = root / "autograder" / lab / build.zip_name(lab)
-    return build.otter_run(submission, autograder, work / "out", env=env)
+    return build.otter_run(submission, autograder, work / "out", env={**scenario.env, **(env or {})})
 
 
 def outputs(results: dict[str, Any]) -> dict[str, str]:

@@ -8,7 +8,9 @@ after the submission is unpacked and *before* otter unpickles ``.OTTER_LOG``:
   (otter loads it with dill whenever it exists, even with ``grade_from_log: false``);
 * it gives every notebook cell a wall-clock limit (``cell_timeout``, seconds; default 1800),
   interrupting a hanging cell and carrying on, since ``otter run`` has no timeout of its own;
-* it keeps TensorFlow's C++ logging quiet in the grading kernel.
+* it keeps TensorFlow's C++ logging quiet in the grading kernel;
+* with ``no_train: true`` (labs graded only from submitted weights, e.g. lab6_nin) it sets
+  ``CONVLAB_NO_TRAIN=1``, so a fit without a submitted trained model fails instead of training.
 """
 
 from __future__ import annotations
@@ -32,7 +34,12 @@ class GradingGuard(AbstractOtterPlugin):
             if log.is_file() or log.is_symlink():
                 log.unlink()
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-        timeout = int((self.plugin_config or {}).get("cell_timeout", DEFAULT_CELL_TIMEOUT))
+        settings = self.plugin_config or {}
+        if settings.get("no_train"):
+            from convlab.artifacts import ENV_NO_TRAIN
+
+            os.environ[ENV_NO_TRAIN] = "1"
+        timeout = int(settings.get("cell_timeout", DEFAULT_CELL_TIMEOUT))
         limit_cells(timeout)
 
 
