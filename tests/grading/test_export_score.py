@@ -495,3 +495,22 @@ def test_gradescope_visibility_follows_show_hidden(tmp_path: Path) -> None:
                                               "cases": []}}}
     assert score.gradescope(result, show_hidden=True)["tests"][1]["visibility"] == "after_published"
     assert score.gradescope(result)["tests"][1]["visibility"] == "hidden"
+
+
+def test_no_train_follows_the_labs_grading_guard(tmp_path: Path) -> None:
+    """Does the two-phase route forbid training exactly where the lab's GradingGuard says
+    ``no_train: true`` (as otter run does), and the kernel get CONVLAB_NO_TRAIN=1 then?"""
+    from convlab.grading import grade
+
+    def autograder(plugins: list) -> Path:
+        folder = tmp_path / f"ag{len(list(tmp_path.iterdir()))}"
+        folder.mkdir()
+        (folder / "otter_config.json").write_text(json.dumps({"plugins": plugins}))
+        return folder
+
+    guard = "convlab.otter_plugin.GradingGuard"
+    strict = grade.with_otter_seed(ex.Settings(), autograder([{guard: {"no_train": True}}]))
+    assert strict.no_train and ex.kernel_env(strict)["CONVLAB_NO_TRAIN"] == "1"
+    for plugins in ([{guard: {"cell_timeout": 60}}], [], [{guard: {"no_train": "yes"}}], ["x"]):
+        lax = grade.with_otter_seed(ex.Settings(), autograder(plugins))
+        assert not lax.no_train and "CONVLAB_NO_TRAIN" not in ex.kernel_env(lax)

@@ -137,6 +137,7 @@ class Settings:
     cell_timeout: float = 1800.0
     seed: int | None = None  #: otter's ``seed`` / ``seed_variable`` (see :func:`otter_seed`)
     seed_variable: str | None = None
+    no_train: bool = False  #: CONVLAB_NO_TRAIN=1: a fit without its submitted model fails
     datasets: str | None = None  #: CONVLAB_DATASETS for the kernel (default: the grader's)
     allow_user_switch: bool = True
     confine_writes: bool = True  #: Landlock: the notebook writes only its working directory
@@ -358,6 +359,10 @@ def kernel_env(settings: Settings, workdir: Path | None = None) -> dict[str, str
                     "IPYTHONDIR": str(home / ".ipython"),
                     "MPLCONFIGDIR": str(home / ".config" / "matplotlib"),
                     "KERAS_HOME": str(home / ".keras")})
+    if settings.no_train:
+        from convlab.artifacts import ENV_NO_TRAIN
+
+        env[ENV_NO_TRAIN] = "1"
     root = settings.datasets or os.environ.get(datasets.ENV_VAR)
     if root:
         env[datasets.ENV_VAR] = str(Path(root).resolve())

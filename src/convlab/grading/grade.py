@@ -43,8 +43,9 @@ MAX_EXECUTED = 50 << 20
 #: Per lab: notebook variable -> picture added to each student's feedback when the scoring
 #: environment holds that variable. Kind ``"confusion"``: a square integer matrix drawn as a
 #: confusion-matrix heatmap. Only the parameters of the lab's tests reach the scoring
-#: environment, so the variable must be one, e.g. ``{"lab6_nin": {"confusion_matrix": "confusion"}}``.
-FEEDBACK_FIGURES: dict[str, dict[str, str]] = {}
+#: environment, so the variable must be one (Lab 6: `confusion`, a parameter of its tests).
+FEEDBACK_FIGURES: dict[str, dict[str, str]] = {"lab6_nin": {"confusion": "confusion"}}
+GUARD = "convlab.otter_plugin.GradingGuard"
 _METRIC = re.compile(r"[A-Za-z0-9_]{1,64}")
 _VARIABLE = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,79}")
 
@@ -114,9 +115,20 @@ def show_hidden(tests: Path) -> bool:
     return bool(otter_config(tests).get("show_hidden"))
 
 
+def grading_guard(tests: Path) -> dict[str, Any]:
+    """The options of the lab's ``GradingGuard`` plugin in its otter config (``{}`` if absent)."""
+    for entry in otter_config(tests).get("plugins") or []:
+        if isinstance(entry, dict) and isinstance(entry.get(GUARD), dict):
+            return entry[GUARD]
+    return {}
+
+
 def with_otter_seed(settings: execute.Settings, tests: Path) -> execute.Settings:
-    """``settings`` with the autograder's ``seed`` and ``seed_variable`` (as otter seeds cells)."""
+    """``settings`` with the autograder's ``seed`` and ``seed_variable`` (as otter seeds cells)
+    and the lab's ``GradingGuard`` option ``no_train`` (as ``otter run`` applies it)."""
     config = otter_config(tests)
+    if grading_guard(tests).get("no_train") is True:
+        settings = dataclasses.replace(settings, no_train=True)
     seed, variable = config.get("seed"), config.get("seed_variable")
     if not isinstance(seed, int) or isinstance(seed, bool):
         return settings

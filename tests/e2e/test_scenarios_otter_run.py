@@ -1,6 +1,6 @@
-"""Lab 5 graded end to end through `otter run` with the committed autograder zip.
+"""Every lab graded end to end through `otter run` with its committed autograder zip.
 
-Each scenario of tests/fixtures/lab5_cnn/scenarios.yml is a submission made from the reference
+Each scenario of tests/fixtures/<lab>/scenarios.yml is a submission made from the reference
 solution (or the blank template) and must get exactly its expected score per question, with
 the expected message.
 """
@@ -14,17 +14,19 @@ import pytest
 from convlab import build, corpus
 
 ROOT = Path(__file__).resolve().parents[2]
-LAB = "lab5_cnn"
-FIXTURES = ROOT / "tests" / "fixtures" / LAB
-SCENARIOS = corpus.load(FIXTURES / "scenarios.yml")
+LABS = build.discover(ROOT)
+CASES = [(lab, scenario) for lab in LABS
+         for scenario in corpus.load(ROOT / "tests" / "fixtures" / lab / "scenarios.yml")]
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
-def test_scenario_scores(scenario: corpus.Scenario, tmp_path: Path, datasets_root: Path) -> None:
+@pytest.mark.parametrize(("lab", "scenario"), CASES, ids=[f"{lab}-{s.name}" for lab, s in CASES])
+def test_scenario_scores(lab: str, scenario: corpus.Scenario, tmp_path: Path,
+                         datasets_root: Path) -> None:
     """Does the submission get exactly its expected points, with the expected messages?"""
-    results = corpus.grade(scenario, root=ROOT, lab=LAB, fixtures=FIXTURES, work=tmp_path)
+    results = corpus.grade(scenario, root=ROOT, lab=lab, fixtures=ROOT / "tests" / "fixtures" / lab,
+                           work=tmp_path)
     scores = build.scores(results)
     texts = corpus.outputs(results)
     assert scores, "no auto-graded questions in results.json"

@@ -1,20 +1,24 @@
-"""Benchmark Lab 5: grading, student checks, Run All and the build, on this machine.
+"""Benchmark a lab: grading, student checks, Run All and the build, on this machine.
 
-    CONVLAB_DATASETS=../shared/datasets python benchmarks/bench_lab5.py [--skip-retrain]
+    CONVLAB_DATASETS=../shared/datasets python benchmarks/bench_lab.py [--lab LAB] [--skip-retrain]
 
 Measures wall time and peak memory (sum of RSS over the whole process tree, sampled every
 0.1 s) of:
 
 * grading the solution submission (notebook + trained models) with ``otter run``, against
   the obvious alternative, full re-execution: the same notebook without its models, so
-  ``otter run`` retrains all six (``--skip-retrain`` leaves this out: about 12 minutes);
+  ``otter run`` retrains them (Lab 5: all six, about 12 minutes). A lab graded from the
+  submitted weights only (GradingGuard ``no_train``, Lab 6) refuses to retrain at grade time;
+  there the alternative is training the reference models from scratch, timed by running the
+  master as a script (``tools/run_master.py``, about 45 minutes for Lab 6). ``--skip-retrain``
+  leaves this out and keeps the previous measurement;
 * grading the same zip with ``convlab grade`` (two phases: sandboxed execution, trusted
   scoring), the route that student code cannot fool, against ``otter run``;
 * "Run All" of the solution notebook with its models (no training) and each student-side
   ``grader.check`` (public tests), from the cell timings of that run;
 * ``convlab build --check`` (assign, normalize, execute the solution without training).
 
-Results go to ``benchmarks/results/lab5_cnn.json`` and are printed as a table.
+Results go to ``benchmarks/results/<lab>.json``.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from _measure import measure  # benchmarks/_measure.py
 from convlab import build, datasets
 
 ROOT = Path(__file__).resolve().parents[1]
-LAB = "lab5_cnn"
+LAB = "lab5_cnn"  #: set by --lab
 
 
 def grade(submission: Path, work: Path) -> dict[str, float]:
@@ -94,8 +98,14 @@ def run_all(work: Path) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--lab", default="lab5_cnn", choices=build.discover(ROOT))
     parser.add_argument("--skip-retrain", action="store_true")
     args = parser.parse_args()
+    global LAB
+    LAB = args.lab
+    from convlab.grading import grade as two_phase
+
+    no_train = two_phase.grading_guard(ROOT / "autograder" / LAB / build.zip_name(LAB)).get("no_train")
     datasets.absolutize_env()
     if datasets.datasets_root() is None:
         sys.exit(f"set {datasets.ENV_VAR} (offline datasets)")
@@ -113,7 +123,13 @@ def main() -> None:
         print("grade with models:", results["grade_with_models"], flush=True)
         results["grade_two_phase"] = grade_two_phase(with_models, work / "c")
         print("grade two-phase (convlab grade):", results["grade_two_phase"], flush=True)
-        if not args.skip_retrain:
+        if not args.skip_retrain and no_train:
+            results["grade_full_reexecution"] = measure(
+                [sys.executable, str(ROOT / "tools" / "run_master.py"), LAB, "--artifacts",
+                 str(work / "retrained")])
+            results["grade_full_reexecution"]["what"] = "training the reference models (run_master.py)"
+            print("training the reference:", results["grade_full_reexecution"], flush=True)
+        elif not args.skip_retrain:
             bare = work / "bare" / f"{LAB}.ipynb"
             bare.parent.mkdir()
             shutil.copy(solution / f"{LAB}.ipynb", bare)
