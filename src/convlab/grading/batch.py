@@ -292,12 +292,25 @@ def _grade_all(todo: Iterable[Submission], grade_one: GradeOne, work: Path, work
                         broken = True
                     else:
                         record(result)
-        for sub in suspects:
-            with cf.ProcessPoolExecutor(max_workers=1, mp_context=_CONTEXT) as alone:
-                try:
-                    record(alone.submit(_grade_safely, grade_one, sub, work / sub.student_id).result())
-                except BrokenProcessPool as exc:
-                    record(_crashed(sub, f"the grading process died: {exc}"))
+
+        def alone(sub: Submission) -> dict:
+            with cf.ProcessPoolExecutor(max_workers=1, mp_context=_CONTEXT) as pool:
+                return pool.submit(_grade_safely, grade_one, sub, work / sub.student_id).result()
+
+        _regrade_alone(suspects, alone, (BrokenProcessPool,), record)
+
+
+def _regrade_alone(suspects: Iterable[Submission], grade_alone: Callable[[Submission], dict],
+                   died: tuple[type[BaseException], ...], record: Callable[[dict], None]) -> None:
+    """Grade each suspect again on its own (both engines): a grading process that dies takes
+    every grading it held down with it, so only a submission that kills its process when graded
+    alone is recorded as crashed."""
+    for sub in suspects:
+        try:
+            result = grade_alone(sub)
+        except died as exc:
+            result = _crashed(sub, f"the grading process died: {exc}")
+        record(result)
 
 
 def _grade_all_dask(todo: Sequence[Submission], grade_one: GradeOne, work: Path, workers: int,
@@ -347,12 +360,7 @@ def _grade_all_dask(todo: Sequence[Submission], grade_one: GradeOne, work: Path,
                 raise value
             else:
                 record(value)
-        for sub in suspects:
-            try:
-                result = submit(sub, "-alone").result()
-            except KilledWorker as exc:
-                result = _crashed(sub, f"the grading process died: {exc}")
-            record(result)
+        _regrade_alone(suspects, lambda sub: submit(sub, "-alone").result(), (KilledWorker,), record)
 
 
 def _number(value: Any) -> str:
