@@ -47,8 +47,14 @@ PLANS: dict[str, dict[str, ModelPlan]] = {
     },
 }
 
-#: Thresholds fixed by the lab text rather than by calibration.
-FIXED = {"lab5_cnn": {"model1": 0.92}}
+#: Thresholds set by a stated reason rather than by the rule: model -> (threshold, reason).
+FIXED: dict[str, dict[str, tuple[float, str]]] = {
+    "lab5_cnn": {"model1": (0.92, "fixed by the lab text")},
+    # The rule gives 0.76 over 4 GPU (JAX) runs and the 1 CPU (TensorFlow) run, which lies 0.017
+    # below the GPU runs: with a single run on the backend students use, the spread there is not
+    # known, so the threshold is the lab's own target for the reference (docs/calibration.md).
+    "lab6_nin": {"nin": (0.75, "the lab's target; below the rule's 0.76, see the text")},
+}
 
 
 def builders_from_master(master: Path) -> dict[str, Any]:
@@ -143,7 +149,7 @@ def thresholds(lab: str, runs: list[dict[str, Any]]) -> dict[str, float]:
             continue
         bound = min(statistics.mean(values) - 3 * statistics.stdev(values), min(values) - 0.01)
         result[name] = float(np.floor(bound * 100) / 100)
-    for name, value in FIXED.get(lab, {}).items():
+    for name, (value, _reason) in FIXED.get(lab, {}).items():
         result[name] = value
     return result
 
@@ -162,7 +168,7 @@ def report(lab: str, runs: list[dict[str, Any]], chosen: dict[str, float]) -> st
             continue
         values = [r["test_accuracy"] for r in mine]
         sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-        fixed = " (fixed by the lab text)" if name in FIXED.get(lab, {}) else ""
+        fixed = f" ({FIXED[lab][name][1]})" if name in FIXED.get(lab, {}) else ""
         lines.append(
             f"| {name} | {mine[0]['epochs']} | {', '.join(str(r['seed']) for r in mine)} | "
             f"{', '.join(f'{v:.4f}' for v in values)} | {statistics.mean(values):.4f} | "
