@@ -1,0 +1,13 @@
+from otter.test_files import test_case
+
+OK_FORMAT = False
+
+name = "q5_training"
+points = 6
+
+@test_case(points=0.5, hidden=False, 
+    success_message="Базовые проверки пройдены. При оценивании будут выполнены дополнительные скрытые проверки.")
+def test_nin_trained(nin):
+    from convlab import checks
+    checks.submitted_model(nin, 'nin')
+
