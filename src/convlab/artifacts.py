@@ -26,6 +26,7 @@ import math
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -244,7 +245,10 @@ def restore(model: Any, key: str, directory: Path, x: Any) -> Any:
 
     if not model.built:
         model.build((None, *np.asarray(x).shape[1:]))
-    model.load_weights(directory / f"{key}.keras")
+    with warnings.catch_warnings():
+        # the saved file holds the trained optimizer's state; the fresh optimizer has none yet
+        warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
+        model.load_weights(directory / f"{key}.keras")
     history = keras.callbacks.History()
     history.set_model(model)
     try:

@@ -88,7 +88,9 @@ def test_faults_get_a_status_and_the_batch_carries_on(tmp_path: Path) -> None:
         executed = out / "feedback" / f"{sid}.ipynb"
         assert executed.stat().st_size < execute.MAX_OUTPUT + (1 << 20), executed.stat().st_size
         assert "вывод ячейки обрезан" in executed.read_text()
-        assert results[sid]["execution"]["peak_rss_mb"] < 1200
+        # cut in the kernel (exporter.cap_output): about 120 MB; uncut, IPython's output history
+        # and the message queues held 0.8 to 1.2 GB
+        assert results[sid]["execution"]["peak_rss_mb"] < 400, results[sid]["execution"]
     assert "KeyboardInterrupt" in errors(out / "feedback" / "print_forever.ipynb")
     assert "RuntimeError" in errors(out / "feedback" / "huge_output.ipynb")  # the cells after it ran
     for sid, fragment in (("zip_bomb", "слишком большой объём"), ("zip_too_many", "2002 файлов"),

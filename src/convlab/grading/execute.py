@@ -18,7 +18,8 @@ The grader (trusted) never runs submission code in its own process. :func:`execu
    then the student's cells (cells otter ignores at grading are dropped), then a last cell (ours)
    that snapshots the questions never checked against the final namespace. We keep the check
    cells rather than drop them because *when* a question is checked matters: Lab 5 reuses
-   ``x_train`` for MNIST and then CIFAR-10.
+   ``x_train`` for MNIST and then CIFAR-10. The first cell also caps what each cell prints, in
+   the kernel (:func:`convlab.grading.exporter.cap_output`).
 3. runs :data:`RUNNER` (nbclient, ``allow_errors=True``, a per-cell timeout that interrupts the
    cell and carries on, outputs capped at :data:`MAX_CELL_OUTPUT` per cell and
    :data:`MAX_OUTPUT` in all) with :func:`convlab.grading.sandbox.run`: wall-clock and memory
@@ -320,7 +321,8 @@ def execution_notebook(nb: Any, needed: dict[str, list[str]], *, seed: int | Non
     (finish), seeded as otter seeds it when the autograder sets ``seed``."""
     first = nbformat.v4.new_code_cell(
         "import convlab.grading.exporter as _convlab_exporter\n"
-        f"_convlab_exporter.install({json.dumps(needed, ensure_ascii=True)}, {EXPORT_DIR!r})\n")
+        f"_convlab_exporter.install({json.dumps(needed, ensure_ascii=True)}, {EXPORT_DIR!r})\n"
+        f"_convlab_exporter.cap_output({MAX_CELL_OUTPUT}, {MAX_OUTPUT})\n")
     last = nbformat.v4.new_code_cell(
         "import convlab.grading.exporter as _convlab_exporter\n"
         "_convlab_exporter.finish(globals())\n")

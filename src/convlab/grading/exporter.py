@@ -274,6 +274,55 @@ def install(needed: dict[str, list[str]], directory: str) -> None:
     _write_manifest()
 
 
+def cap_output(per_cell: int, total: int) -> None:
+    """From the next cell on, drop what ``stdout``/``stderr`` receive past ``per_cell``
+    characters in one cell or ``total`` in the notebook, with one note per cut cell (the note
+    the runner writes).
+
+    The runner bounds what it keeps too, but a cell printing as fast as it can outruns the
+    kernel's output buffer and the message queues between kernel and runner, and IPython 9
+    keeps every chunk a cell writes in its output history: gigabytes before a byte is dropped.
+    Cut at the source, a cell printing forever costs only its time (until the cell timeout).
+    IPython swaps ``write`` for its recorder around each cell and puts it back after, so the cap
+    wraps whatever ``write`` is in place when a cell starts (``pre_run_cell``), outermost.
+    Submission code can undo this; then only its own memory limit suffers.
+    """
+    from IPython import get_ipython
+
+    shell = get_ipython()
+    if shell is None:
+        return
+    state = {"cell": 0, "all": 0, "cut": False}
+    note = f"\n[вывод ячейки обрезан: больше {per_cell} символов]\n"
+
+    def capped(write: Callable[[str], Any]) -> Callable[[str], Any]:
+        def write_capped(text: str) -> Any:
+            if not isinstance(text, str):
+                return write(text)  # the stream's own TypeError
+            if state["cut"]:
+                return len(text)
+            room = min(per_cell - state["cell"], total - state["all"])
+            if len(text) > room:
+                state["cut"] = True
+                write(text[:max(room, 0)] + note)
+                return len(text)
+            state["cell"] += len(text)
+            state["all"] += len(text)
+            return write(text)
+
+        write_capped.convlab_cap = True  # type: ignore[attr-defined]
+        return write_capped
+
+    def new_cell(*_: Any) -> None:
+        state.update(cell=0, cut=False)
+        for stream in (sys.stdout, sys.stderr):
+            with contextlib.suppress(AttributeError, TypeError):
+                if not getattr(stream.write, "convlab_cap", False):
+                    stream.write = capped(stream.write)
+
+    shell.events.register("pre_run_cell", new_cell)
+
+
 def finish(namespace: dict[str, Any]) -> None:
     """Snapshot the questions never checked, against the final namespace, and rewrite the
     manifest (called by the cell appended after the student's last cell)."""
