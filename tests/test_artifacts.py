@@ -75,6 +75,19 @@ def test_any_change_retrains(cache, change: str) -> None:
     assert len(cache) == 2
 
 
+def test_data_changed_in_place_retrains(cache) -> None:
+    """Is the same array object, changed in place between two fits (one pixel), seen as new
+    data (the digest of an array seen before is reused only while its bytes are unchanged)?"""
+    x = X.copy()
+    make().fit(x, Y, epochs=1, verbose=0)
+    make().fit(x, Y, epochs=1, verbose=0)
+    assert len(cache) == 1  # unchanged: restored
+    x[0, 0, 0, 0] += 0.25
+    make().fit(x, Y, epochs=1, verbose=0)
+    assert len(cache) == 2
+    assert artifacts._array_digest(x) == artifacts._array_digest(x.copy())
+
+
 def test_continued_training_is_a_new_fit(cache) -> None:
     """Does a second fit on the same model continue training rather than reload the first?"""
     model = make()
