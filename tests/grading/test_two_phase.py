@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import fcntl
 import json
 import os
 import shutil
@@ -135,13 +136,27 @@ def sandbox_processes(base: Path) -> list[psutil.Process]:
     return found
 
 
+def unclaimed(sandboxes: Path) -> set[Path]:
+    """The working directories whose lock no living grader holds."""
+    free = set()
+    for lock in sandboxes.glob(f"{execute.LOCK_PREFIX}*"):
+        with open(lock) as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue
+            free.add(sandboxes / lock.name[len(execute.LOCK_PREFIX):])
+    return free
+
+
 @pytest.mark.parametrize("engine", ["processes", pytest.param("dask", marks=pytest.mark.slow)])
 def test_killed_cli_batch_resumes(autograder: Path, tmp_path: Path, engine: str) -> None:
     """`convlab grade` (process pool, or `--dask local`) killed with SIGKILL (its whole process
     group) while notebooks run, then run again: is every submission in the gradebook once, with
     the right scores, are the results of the first run kept (not graded again), and are no
-    temporary files, sandbox processes or sandbox working directories left behind (killed with
-    the grader, not when they end)?"""
+    temporary files, sandbox processes or sandbox working directories left behind (the running
+    sandboxes killed with the grader, not when they end; a directory of a worker killed while
+    unpacking or scoring, outside a sandbox, is unclaimed at once and swept by the next run)?"""
     subs = tmp_path / "subs"
     sleep = "import time\ntime.sleep(4)"
     notebook(subs, "a.ipynb", SETUP, *HONEST)
@@ -180,9 +195,11 @@ def test_killed_cli_batch_resumes(autograder: Path, tmp_path: Path, engine: str)
         # the sandboxes go with their grader, not when they end (each init spends up to 5 s killing
         # its tree, then removes its working directory: allow for a loaded machine)
         deadline = time.monotonic() + 30
-        while (sandbox_processes(tmp) or list(sandboxes.glob("sandbox-*"))) and time.monotonic() < deadline:
+        while (sandbox_processes(tmp) or not set(sandboxes.glob("sandbox-*")) <= unclaimed(sandboxes)) \
+                and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert sandbox_processes(tmp) == [] and list(sandboxes.iterdir()) == []
+        assert sandbox_processes(tmp) == []
+        assert set(sandboxes.glob("sandbox-*")) <= unclaimed(sandboxes)
 
         second = subprocess.run(cli, env=env, capture_output=True, text=True, timeout=600)
         assert second.returncode == 0, second.stderr[-3000:]
@@ -227,3 +244,23 @@ def test_lab5_solution_gets_full_marks(tmp_path: Path, datasets_root: Path) -> N
     assert sorted(result["scores"]) == tests
     assert result["scores"] == result["possible"], result["messages"]
     assert result["total"] == result["max_total"] == 37
+
+
+def test_sweep_removes_only_unclaimed_workdirs(tmp_path: Path) -> None:
+    """Does the sweep leave a working directory its grader still claims, and remove one whose
+    grader died (its lock dropped) together with its lock file?"""
+    from convlab.grading import sandbox
+
+    base = tmp_path / "sandboxes"
+    live, dead = sandbox.prepare_workdir(base), sandbox.prepare_workdir(base)
+    execute._claim(live)
+    execute._claim(dead)
+    (dead / "left.txt").write_text("x")
+    os.close(execute._locks.pop(str(dead)))  # as if its grading process were killed
+    try:
+        assert execute.sweep_stale_workdirs(base) == [dead]
+        assert live.is_dir() and not dead.exists()
+        assert sorted(p.name for p in base.iterdir()) == sorted([live.name, f".lock-{live.name}"])
+    finally:
+        execute._release(live)
+    assert list(base.iterdir()) == []

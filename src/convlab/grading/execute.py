@@ -36,6 +36,7 @@ to validate (:mod:`convlab.grading.score`), never code to run.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
 import os
@@ -410,6 +411,7 @@ def execute(submission: Path, lab: str, needed: dict[str, list[str]], settings: 
     """Phase 1 for one submission: unpack, run in the sandbox, export. Never raises for a bad
     submission (its status says what happened); the caller removes ``workdir`` when done."""
     workdir = sandbox.prepare_workdir(base or sandbox_base())
+    _claim(workdir)
     try:
         try:
             nb = unpack(submission, workdir, lab, max_members=settings.max_members,
@@ -426,7 +428,7 @@ def execute(submission: Path, lab: str, needed: dict[str, list[str]], settings: 
         outcome = sandbox.run(command, workdir=workdir.resolve(), limits=limits,
                               env=kernel_env(settings, workdir.resolve()))
     except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
+        _release(workdir)
         raise
     message = "" if outcome.status == "ok" else outcome.stderr_tail[-1500:]
     return Execution(status=outcome.status, message=message, workdir=workdir, export=workdir / EXPORT_DIR,
@@ -438,4 +440,56 @@ def execute(submission: Path, lab: str, needed: dict[str, list[str]], settings: 
 def remove_workdir(execution: Execution) -> None:
     """Delete the working directory of an execution."""
     if execution.workdir is not None:
-        shutil.rmtree(execution.workdir, ignore_errors=True)
+        _release(execution.workdir)
+
+
+# A grader killed while a notebook runs leaves nothing: the sandbox's init removes the working
+# directory. Killed before the sandbox starts (unpacking) or after it ended (scoring), it leaves
+# the directory behind; the next batch sweeps those. A working directory is claimed by a lock file
+# beside it, ``.lock-<name>``, flock-ed by the grading process from creation to removal (the
+# kernel drops the lock when that process dies, however it dies), so a directory whose lock is
+# free belongs to nobody.
+LOCK_PREFIX = ".lock-"
+_locks: dict[str, int] = {}
+
+
+def _claim(workdir: Path) -> None:
+    fd, claim = tempfile.mkstemp(prefix=".claim-", dir=workdir.parent)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # locked before it is visible under the lock's name
+    os.replace(claim, workdir.parent / f"{LOCK_PREFIX}{workdir.name}")
+    _locks[str(workdir)] = fd
+
+
+def _release(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (workdir.parent / f"{LOCK_PREFIX}{workdir.name}").unlink()
+    fd = _locks.pop(str(workdir), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def sweep_stale_workdirs(base: Path) -> list[Path]:
+    """Remove the working directories under ``base`` that no living grader claims (left by a
+    grader killed outside a sandbox run); return them."""
+    swept = []
+    for lock in [*Path(base).glob(f"{LOCK_PREFIX}*"), *Path(base).glob(".claim-*")]:
+        try:
+            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:  # claimed by a living grader
+            os.close(fd)
+            continue
+        try:
+            if lock.name.startswith(LOCK_PREFIX):
+                workdir = lock.parent / lock.name[len(LOCK_PREFIX):]
+                if workdir.exists():
+                    shutil.rmtree(workdir, ignore_errors=True)
+                    swept.append(workdir)
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return swept
