@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import json
 import os
 import shutil
@@ -140,11 +139,9 @@ def unclaimed(sandboxes: Path) -> set[Path]:
     """The working directories whose lock no living grader holds."""
     free = set()
     for lock in sandboxes.glob(f"{execute.LOCK_PREFIX}*"):
-        with open(lock) as handle:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                continue
+        fd = execute.try_lock(lock)
+        if fd is not None:
+            os.close(fd)
             free.add(sandboxes / lock.name[len(execute.LOCK_PREFIX):])
     return free
 

@@ -65,6 +65,8 @@ FORBIDDEN_NAMES = (".OTTER_LOG",)
 
 MAX_CELL_OUTPUT = 2 << 20  #: characters of outputs kept per cell of the executed notebook
 MAX_OUTPUT = 20 << 20  #: characters of outputs kept in the whole executed notebook
+#: what a cut cell shows, from the kernel's cap (exporter.cap_output) or the runner's
+CUT_NOTE = f"\n[вывод ячейки обрезан: больше {MAX_CELL_OUTPUT} символов]\n"
 
 # nbclient with bounded outputs: past a cell's or the notebook's budget, outputs are dropped as
 # they arrive (one note says so; a cell's error is kept, its traceback trimmed), so that a cell
@@ -74,8 +76,7 @@ RUNNER = r"""
 import sys, nbformat
 from nbclient import NotebookClient
 source, target, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
-cell_budget, total_budget = int(sys.argv[4]), int(sys.argv[5])
-NOTE = "\n[вывод ячейки обрезан: больше %d символов]\n"
+cell_budget, total_budget, NOTE = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
 
 def size(out):
     if out.get("output_type") == "stream":
@@ -105,7 +106,7 @@ class BoundedClient(NotebookClient):
         if used + n > cell_budget or BoundedClient.total + n > total_budget:
             outs.pop()
             self.used[cell_index] = -1
-            outs.append(nbformat.v4.new_output("stream", name="stderr", text=NOTE % cell_budget))
+            outs.append(nbformat.v4.new_output("stream", name="stderr", text=NOTE))
             return None
         self.used[cell_index] = used + n
         BoundedClient.total += n
@@ -323,7 +324,7 @@ def execution_notebook(nb: Any, needed: dict[str, list[str]], *, seed: int | Non
     first = nbformat.v4.new_code_cell(
         "import convlab.grading.exporter as _convlab_exporter\n"
         f"_convlab_exporter.install({json.dumps(needed, ensure_ascii=True)}, {EXPORT_DIR!r})\n"
-        f"_convlab_exporter.cap_output({MAX_CELL_OUTPUT}, {MAX_OUTPUT})\n")
+        f"_convlab_exporter.cap_output({MAX_CELL_OUTPUT}, {MAX_OUTPUT}, {CUT_NOTE!r})\n")
     last = nbformat.v4.new_code_cell(
         "import convlab.grading.exporter as _convlab_exporter\n"
         "_convlab_exporter.finish(globals())\n")
@@ -424,7 +425,7 @@ def execute(submission: Path, lab: str, needed: dict[str, list[str]], settings: 
                                 allow_user_switch=settings.allow_user_switch and sandbox_user_can_run(),
                                 confine_writes=settings.confine_writes)
         command = [sys.executable, "-c", RUNNER, NOTEBOOK, EXECUTED, str(settings.cell_timeout),
-                   str(MAX_CELL_OUTPUT), str(MAX_OUTPUT)]
+                   str(MAX_CELL_OUTPUT), str(MAX_OUTPUT), CUT_NOTE]
         outcome = sandbox.run(command, workdir=workdir.resolve(), limits=limits,
                               env=kernel_env(settings, workdir.resolve()))
     except BaseException:
@@ -469,19 +470,28 @@ def _release(workdir: Path) -> None:
         os.close(fd)
 
 
+def try_lock(lock: Path) -> int | None:
+    """A descriptor holding ``lock``'s flock, or None where a living grader holds it (or it is
+    gone)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # claimed by a living grader
+        os.close(fd)
+        return None
+    return fd
+
+
 def sweep_stale_workdirs(base: Path) -> list[Path]:
     """Remove the working directories under ``base`` that no living grader claims (left by a
     grader killed outside a sandbox run); return them."""
     swept = []
     for lock in [*Path(base).glob(f"{LOCK_PREFIX}*"), *Path(base).glob(".claim-*")]:
-        try:
-            fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError:
-            continue
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:  # claimed by a living grader
-            os.close(fd)
+        fd = try_lock(lock)
+        if fd is None:
             continue
         try:
             if lock.name.startswith(LOCK_PREFIX):

@@ -274,10 +274,9 @@ def install(needed: dict[str, list[str]], directory: str) -> None:
     _write_manifest()
 
 
-def cap_output(per_cell: int, total: int) -> None:
+def cap_output(per_cell: int, total: int, note: str) -> None:
     """From the next cell on, drop what ``stdout``/``stderr`` receive past ``per_cell``
-    characters in one cell or ``total`` in the notebook, with one note per cut cell (the note
-    the runner writes).
+    characters in one cell or ``total`` in the notebook, with ``note`` once per cut cell.
 
     The runner bounds what it keeps too, but a cell printing as fast as it can outruns the
     kernel's output buffer and the message queues between kernel and runner, and IPython 9
@@ -293,7 +292,6 @@ def cap_output(per_cell: int, total: int) -> None:
     if shell is None:
         return
     state = {"cell": 0, "all": 0, "cut": False}
-    note = f"\n[вывод ячейки обрезан: больше {per_cell} символов]\n"
 
     def capped(write: Callable[[str], Any]) -> Callable[[str], Any]:
         def write_capped(text: str) -> Any:

@@ -442,9 +442,8 @@ def grade_folder(config: Config, folder: Path, out: Path, *, workers: int = 1, r
     out = Path(out)
     for written in (out, out / "feedback", *(out / "gradescope").glob("*/")):  # a killed run's leftovers
         batch.remove_stale_temps(written)
-    base = config.sandbox_base or execute.sandbox_base()
-    if Path(base).is_dir():  # working directories of a grader killed between two sandbox runs
-        execute.sweep_stale_workdirs(Path(base))
+    # working directories of a grader killed between two sandbox runs
+    execute.sweep_stale_workdirs(Path(config.sandbox_base or execute.sandbox_base()))
     submissions = batch.discover(Path(folder))
     results = batch.run_batch(submissions, functools.partial(grade_one, config), out, workers=workers,
                               regrade=regrade, progress=progress, engine=engine)
