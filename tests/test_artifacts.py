@@ -145,3 +145,119 @@ def test_used_fingerprints_are_logged(cache, monkeypatch: pytest.MonkeyPatch, tm
     make().fit(X, Y, epochs=1, verbose=0)
     keys = log.read_text().split()
     assert len(keys) == 2 and keys[0] == keys[1]
+
+
+# ------------------------------------------------------------------------ inference memos
+
+
+@pytest.fixture
+def inference(cache):
+    """Counts keras' real evaluate/predict passes while the memos are enabled."""
+    calls: list[str] = []
+    originals = {kind: artifacts._state[f"original_{kind}"] for kind in ("evaluate", "predict")}
+
+    def counting(kind):
+        def method(self, *args, **kwargs):
+            if not kwargs.get("_use_cached_eval_dataset"):  # fit's own validation pass
+                calls.append(kind)
+            return originals[kind](self, *args, **kwargs)
+        return method
+
+    for kind in originals:
+        artifacts._state[f"original_{kind}"] = counting(kind)
+    yield calls
+    for kind, method in originals.items():
+        artifacts._state[f"original_{kind}"] = method
+
+
+def memos(kind: str) -> list[Path]:
+    return sorted(Path("artifacts").glob(f"*.{kind}-*"))
+
+
+@pytest.mark.parametrize("return_dict", [False, True])
+def test_evaluate_of_an_unchanged_model_is_remembered(inference, return_dict: bool) -> None:
+    """Does a second evaluate of the same trained weights on the same data return the stored
+    result without another pass, and is the memo kept next to the trained model?"""
+    model = make()
+    model.fit(X, Y, epochs=1, verbose=0, validation_data=(X, Y))
+    assert not memos("evaluate"), "fit's validation passes must not be remembered"
+    first = model.evaluate(X, Y, verbose=0, return_dict=return_dict)
+    again = make()
+    again.fit(X, Y, epochs=1, verbose=0, validation_data=(X, Y))  # restored: same weights
+    second = again.evaluate(X, Y, verbose=0, return_dict=return_dict)
+    assert inference == ["evaluate"]
+    assert second == pytest.approx(first)
+    assert type(second) is type(first)
+    [memo] = memos("evaluate")
+    assert memo.name.startswith(again._convlab_fit_key + ".evaluate-")
+    assert memo in artifacts.files_of(Path("artifacts"), again._convlab_fit_key)
+
+
+@pytest.mark.parametrize("change", ["weights", "data", "batch_size", "return_dict"])
+def test_evaluate_recomputes_when_anything_changes(inference, change: str) -> None:
+    """Do changed weights, data or arguments get a real evaluation, never a stale memo?"""
+    model = make()
+    model.fit(X, Y, epochs=1, verbose=0)
+    model.evaluate(X, Y, verbose=0)
+    x, kwargs = X, {"verbose": 0}
+    if change == "weights":
+        model.set_weights([w + 0.01 for w in model.get_weights()])
+    elif change == "data":
+        x = X.copy()
+        x[0, 0, 0, 0] += 0.5
+    elif change == "batch_size":
+        kwargs["batch_size"] = 7
+    else:
+        kwargs["return_dict"] = True
+    model.evaluate(x, Y, **kwargs)
+    assert inference == ["evaluate", "evaluate"]
+
+
+def test_predict_is_remembered_and_a_corrupt_memo_recomputed(inference) -> None:
+    """Is a prediction stored as .npy and reused; is a memo of the wrong shape ignored?"""
+    model = make()
+    model.fit(X, Y, epochs=1, verbose=0)
+    first = model.predict(X, batch_size=16, verbose=0)
+    second = model.predict(X, batch_size=16, verbose=0)
+    assert inference == ["predict"]
+    np.testing.assert_array_equal(first, second)
+    [memo] = memos("predict")
+    np.save(memo, np.zeros((3, 2), np.float32))  # not one row per input
+    third = model.predict(X, batch_size=16, verbose=0)
+    assert inference == ["predict", "predict"]
+    np.testing.assert_allclose(third, first, rtol=1e-6)
+
+
+def test_untrained_model_is_not_remembered(inference) -> None:
+    """A model never fitted through the cache has no trained-model key to keep a memo under."""
+    model = make()
+    model.predict(X, verbose=0)
+    model.predict(X, verbose=0)
+    assert inference == ["predict", "predict"]
+    assert not memos("predict")
+
+
+def test_checks_never_use_a_remembered_prediction(inference) -> None:
+    """A forged memo (a planted file in a submission's artifacts) changes what the notebook's
+    predict returns, but the accuracy checks compute with keras' own predict."""
+    from convlab.checks import performance
+
+    model = make()
+    model.fit(X, Y, epochs=1, verbose=0)
+    model.predict(X, batch_size=1000, verbose=0)
+    [memo] = memos("predict")
+    forged = np.zeros((len(X), 2), np.float32)
+    forged[np.arange(len(X)), Y] = 1.0  # every prediction right
+    np.save(memo, forged)
+    np.testing.assert_array_equal(model.predict(X, batch_size=1000, verbose=0), forged)
+    real = artifacts.original("predict")(model, X, batch_size=1000, verbose=0)
+    assert not np.array_equal(np.argmax(real, axis=1), Y), "the model must not be perfect for this test"
+    assert artifacts.original("predict") is not keras.Model.predict
+    performance._cache.clear()
+    performance.pristine = lambda dataset: (X, Y)  # type: ignore[assignment]
+    try:
+        np.testing.assert_array_equal(performance.predictions(model, "test"), np.argmax(real, axis=1))
+    finally:
+        import importlib
+
+        importlib.reload(performance)

@@ -7,6 +7,12 @@ configuration, the fit arguments, the data and the model's earlier fits. If
 recorded history is returned instead of training; otherwise the model trains as usual and
 is saved there (Keras format, plus ``<fingerprint>.history.json``).
 
+The model's ``evaluate`` and ``predict`` on arrays are remembered the same way, next to the
+trained model they ran on (``<fingerprint>.evaluate-<key>.json``, ``<fingerprint>.predict-<key>.npy``,
+the key covering the weights, architecture, compilation, data and arguments): a re-run, and the
+grader, get the stored result instead of another pass over the test set. The checks never use
+these memos: they compute predictions themselves with keras' own ``predict`` (:func:`original`).
+
 So a student who re-runs the notebook does not wait for unchanged models, the submission
 zip made by ``grader.export()`` carries the trained models (otter ``student_files``), and
 the grader scores exactly what the student trained. A submission without artifacts is
@@ -40,7 +46,8 @@ ENV_NO_TRAIN = "CONVLAB_NO_TRAIN"  #: "1": a fit without a saved model raises in
 ENV_LOG = "CONVLAB_ARTIFACTS_LOG"  #: a file to which every fingerprint used is appended
 MANIFEST = "manifest.json"
 
-_state: dict[str, Any] = {"dir": None, "original_fit": None, "signature": None}
+_state: dict[str, Any] = {"dir": None, "original_fit": None, "signature": None,
+                          "original_evaluate": None, "original_predict": None, "signatures": {}}
 
 
 def artifacts_dir() -> Path:
@@ -324,6 +331,144 @@ def _cached_fit(self: Any, *args: Any, **kwargs: Any) -> Any:
     return history
 
 
+# ------------------------------------------------------------------------ inference memos
+
+_INFERENCE_ARGUMENTS = {"evaluate": ("batch_size", "steps", "return_dict"),
+                        "predict": ("batch_size", "steps")}
+_MAX_MEMO = 256 << 20  #: bytes of one stored prediction
+
+
+def _weights_digest(model: Any) -> str:
+    digest = hashlib.blake2b(digest_size=16)
+    for weight in model.get_weights():
+        array = np.ascontiguousarray(weight)
+        digest.update(f"{array.dtype.str}{array.shape}".encode())
+        digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
+    return digest.hexdigest()
+
+
+def inference_key(model: Any, kind: str, arguments: dict[str, Any]) -> str | None:
+    """File stem of the memo of ``model.<kind>(**arguments)`` (``evaluate`` or ``predict``), or
+    None when it is not remembered: a model that was never fitted through the cache, callbacks,
+    data that cannot be hashed (a ``tf.data.Dataset``, a generator) or keras' private arguments."""
+    fit_key = getattr(model, "_convlab_fit_key", None)
+    if not isinstance(fit_key, str) or arguments.get("callbacks") or arguments.get("kwargs"):
+        return None
+    data = _array_digest(arguments.get("x"))
+    if data is None:
+        return None
+    try:
+        compile_config = _without_object_names(model.get_compile_config()) if kind == "evaluate" else None
+    except Exception:
+        compile_config = None
+    payload = {
+        "kind": kind,
+        "architecture": architecture_signature(model),
+        "compile": compile_config,
+        "weights": _weights_digest(model),
+        "arguments": {name: arguments.get(name) for name in _INFERENCE_ARGUMENTS[kind]},
+        "x": data,
+        "y": _array_digest(arguments.get("y")),
+        "sample_weight": _array_digest(arguments.get("sample_weight")),
+    }
+    text = json.dumps(payload, sort_keys=True, default=repr)
+    return f"{fit_key}.{kind}-{hashlib.sha256(text.encode()).hexdigest()[:16]}"
+
+
+def _is_evaluation(value: Any) -> bool:
+    def number(v: Any) -> bool:
+        return v is None or (isinstance(v, int | float) and not isinstance(v, bool))
+
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and number(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(number(v) for v in value)
+    return number(value)
+
+
+def _read_memo(kind: str, path: Path, arguments: dict[str, Any]) -> Any:
+    """The stored result, or None when the file is missing or does not fit the call."""
+    if not path.is_file():
+        return None
+    try:
+        if kind == "evaluate":
+            record = json.loads(path.read_text())
+            if not isinstance(record, dict) or "result" not in record:
+                return None
+            value = record["result"]
+            if not _is_evaluation(value) or bool(arguments.get("return_dict")) != isinstance(value, dict):
+                return None
+            if isinstance(value, dict):
+                return {k: math.nan if v is None else v for k, v in value.items()}
+            if isinstance(value, list):
+                return [math.nan if v is None else v for v in value]
+            return math.nan if value is None else value
+        if path.stat().st_size > _MAX_MEMO:
+            return None
+        value = np.load(path, allow_pickle=False)
+        rows = len(np.asarray(arguments["x"]))
+        return value if value.dtype.kind == "f" and value.ndim >= 1 and len(value) == rows else None
+    except (OSError, ValueError, TypeError, KeyError):
+        return None
+
+
+def _write_memo(kind: str, path: Path, value: Any) -> None:
+    if kind == "evaluate":
+        if _is_evaluation(value) or isinstance(value, tuple):
+            value = list(value) if isinstance(value, tuple) else value
+            _atomic_write(path, lambda p: p.write_text(json.dumps({"result": _jsonable(value)})))
+    elif isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.nbytes <= _MAX_MEMO:
+        _atomic_write(path, lambda p: np.save(p, value, allow_pickle=False))
+
+
+def _remembered(kind: str) -> Callable[..., Any]:
+    suffix = ".json" if kind == "evaluate" else ".npy"
+
+    def method(self: Any, *args: Any, **kwargs: Any) -> Any:
+        original = _state[f"original_{kind}"]
+        if os.environ.get(ENV_RETRAIN, "") not in ("", "0"):
+            return original(self, *args, **kwargs)
+        try:
+            bound = _state["signatures"][kind].bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            arguments = dict(bound.arguments)
+            arguments.pop("self", None)
+            key = inference_key(self, kind, arguments)
+        except Exception:  # fit's own validation passes keras-private arguments; bad calls fail below
+            key = None
+        if key is None:
+            return original(self, *args, **kwargs)
+        path = artifacts_dir() / f"{key}{suffix}"
+        value = _read_memo(kind, path, arguments)
+        if value is not None:
+            if arguments.get("verbose") not in (0, "0", False):
+                print(f"Результат {kind} для этих весов и данных уже вычислен: взят из {path}.")
+            return value
+        value = original(self, *args, **kwargs)
+        try:
+            _write_memo(kind, path, value)
+        except Exception:  # a memo that cannot be written is only a lost shortcut
+            pass
+        return value
+
+    method.__name__ = kind
+    method.__doc__ = f"keras' ``Model.{kind}``, remembered per trained model (:mod:`convlab.artifacts`)."
+    return method
+
+
+def original(name: str) -> Callable[..., Any]:
+    """keras' own ``Model.<name>`` (``fit``, ``evaluate``, ``predict``), also while :func:`enable`
+    has replaced it: the checks compute with it, never with the remembered results."""
+    import keras
+
+    return _state.get(f"original_{name}") or getattr(keras.Model, name)
+
+
+def files_of(directory: Path, key: str) -> list[Path]:
+    """Every file stored for the fit ``key``: the model, its history and its inference memos."""
+    return sorted(path for path in Path(directory).glob(f"{key}.*") if path.is_file())
+
+
 class MissingArtifact(RuntimeError):
     """A fit had to train, but training is disabled (``CONVLAB_NO_TRAIN``)."""
 
@@ -345,6 +490,10 @@ def enable(directory: str | os.PathLike[str] = "artifacts") -> None:
         _state["original_fit"] = keras.Model.fit
         _state["signature"] = inspect.signature(keras.Model.fit)
         keras.Model.fit = _cached_fit
+        for kind in ("evaluate", "predict"):
+            _state[f"original_{kind}"] = getattr(keras.Model, kind)
+            _state["signatures"][kind] = inspect.signature(getattr(keras.Model, kind))
+            setattr(keras.Model, kind, _remembered(kind))
 
 
 def disable() -> None:
@@ -354,3 +503,6 @@ def disable() -> None:
     if _state["original_fit"] is not None:
         keras.Model.fit = _state["original_fit"]
         _state["original_fit"] = None
+        for kind in ("evaluate", "predict"):
+            setattr(keras.Model, kind, _state[f"original_{kind}"])
+            _state[f"original_{kind}"] = None

@@ -38,6 +38,7 @@ import nbformat
 import yaml
 
 import convlab
+from convlab.artifacts import files_of
 
 #: Packages the grading kernel needs, pinned like pyproject.toml (otter adds itself).
 GRADING_REQUIREMENTS = [
@@ -281,9 +282,9 @@ def solve(lab: str, ctx: Context) -> None:
     shutil.rmtree(target, ignore_errors=True)
     (target / "artifacts").mkdir(parents=True)
     manifest = json.loads((workdir / "artifacts" / "manifest.json").read_text())
-    for key in keys:
-        for suffix in (".keras", ".history.json"):
-            shutil.copy(workdir / "artifacts" / f"{key}{suffix}", target / "artifacts")
+    for key in keys:  # the model, its history and the memos of its evaluate/predict calls
+        for path in files_of(workdir / "artifacts", key):
+            shutil.copy(path, target / "artifacts")
     (target / "artifacts" / "manifest.json").write_text(
         json.dumps({k: manifest[k] for k in keys}, indent=1, sort_keys=True))
     shutil.copy(notebook, target / f"{lab}.ipynb")

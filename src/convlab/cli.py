@@ -93,8 +93,8 @@ def cmd_grade(args: argparse.Namespace) -> int:
             return 2
         engine = batch.DaskEngine(args.dask)
     results = grade.grade_folder(config, Path(args.submissions).resolve(), Path(args.output).resolve(),
-                                 workers=args.workers, regrade=args.regrade, hide_hidden=args.hide_hidden,
-                                 engine=engine)
+                                 workers=args.workers or execute.cores(), regrade=args.regrade,
+                                 hide_hidden=args.hide_hidden, engine=engine)
     for result in results:
         print(f"{result['student_id']}: {result['status']} {result.get('total', 0):g}"
               f"/{result.get('max_total', 0):g}")
@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("lab")
     p.add_argument("submissions", help="folder of *.ipynb / *.zip submissions")
     p.add_argument("-o", "--output", required=True, help="output folder (gradebook, results, feedback)")
-    p.add_argument("--workers", type=int, default=1,
-                   help="submissions graded at once (processes here, or the LocalCluster's workers)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="submissions graded at once (processes here, or the LocalCluster's workers; "
+                        "default: one per core, each notebook's TensorFlow limited to its share)")
     p.add_argument("--dask", metavar="ADDRESS",
                    help="grade on Dask: 'local' (a LocalCluster of --workers processes) or a scheduler "
                         "address such as tcp://host:8786; the submissions and the output folder must be "

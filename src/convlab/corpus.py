@@ -24,6 +24,7 @@ import nbformat
 import yaml
 
 from convlab import build
+from convlab.artifacts import files_of
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -113,8 +114,8 @@ def make_submission(scenario: Scenario, *, root: Path, lab: str, fixtures: Path,
         for key, entry in entries.items():
             if set(entry.get("variables", [])) & set(scenario.drop_models):
                 continue
-            for suffix in (".keras", ".history.json"):
-                shutil.copy(folder / f"{key}{suffix}", models)
+            for path in files_of(folder, key):
+                shutil.copy(path, models)
             manifest[key] = entry
     (models / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True))
     submission = build.submission_zip(notebook, models, dest / f"{scenario.name}.zip")
@@ -169,7 +170,7 @@ def harvest(scenarios: list[Scenario], *, root: Path, lab: str, fixtures: Path,
     target.mkdir(parents=True, exist_ok=True)
     kept = {k: v for k, v in manifest.items() if k not in reference}
     for key in kept:
-        for suffix in (".keras", ".history.json"):
-            shutil.copy(cache / f"{key}{suffix}", target)
+        for path in files_of(cache, key):
+            shutil.copy(path, target)
     (target / "manifest.json").write_text(json.dumps(kept, indent=1, sort_keys=True))
     return sorted(kept)

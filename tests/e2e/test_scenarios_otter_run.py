@@ -3,7 +3,8 @@
 Each scenario of tests/fixtures/<lab>/scenarios.yml is a submission made from the reference
 solution (or the blank template) and must get exactly its expected score per question, with
 the expected message. A lab's scenarios are graded on first use, two ``otter run`` at a time
-(one run keeps about 1.2 of the 2 cores busy; two at a time grade 1.6 times as many per minute).
+(one run keeps about 1.2 of the 2 cores busy; two at a time grade 1.6 times as many per minute),
+each kernel's TensorFlow limited to its share of the cores, as ``convlab grade`` does.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import Any
 import pytest
 
 from convlab import build, corpus
+from convlab.grading import execute
 
 ROOT = Path(__file__).resolve().parents[2]
 LABS = build.discover(ROOT)
@@ -41,7 +43,8 @@ def graded(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFact
     def run(lab: str, scenario: corpus.Scenario, work: Path) -> tuple[Path, Any]:
         try:
             return work, corpus.grade(scenario, root=ROOT, lab=lab,
-                                      fixtures=ROOT / "tests" / "fixtures" / lab, work=work)
+                                      fixtures=ROOT / "tests" / "fixtures" / lab, work=work,
+                                      env=execute.thread_env(max(1, execute.cores() // PARALLEL)))
         except Exception as error:  # reported by the scenario's own test
             return work, error
 

@@ -514,3 +514,35 @@ def test_no_train_follows_the_labs_grading_guard(tmp_path: Path) -> None:
     for plugins in ([{guard: {"cell_timeout": 60}}], [], [{guard: {"no_train": "yes"}}], ["x"]):
         lax = grade.with_otter_seed(ex.Settings(), autograder(plugins))
         assert not lax.no_train and "CONVLAB_NO_TRAIN" not in ex.kernel_env(lax)
+
+
+def test_batch_workers_share_the_cores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Does each of several workers on this machine get its share of the cores for its kernel's
+    TensorFlow (and a single worker, a remote Dask cluster or an explicit setting keep theirs)?"""
+    from convlab.grading import batch, grade
+
+    for name in ("a", "b", "c"):
+        (tmp_path / f"{name}.ipynb").write_text("{}")
+    seen: list[Any] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_batch(submissions, grade_one, out, **kwargs):
+        seen.append(grade_one.args[0].settings.threads)
+        raise Stop
+
+    monkeypatch.setattr(batch, "run_batch", fake_run_batch)
+    monkeypatch.setattr(ex, "cores", lambda: 4)
+    monkeypatch.setattr(ex, "sweep_stale_workdirs", lambda base: None)
+    for workers, settings, engine in ((2, ex.Settings(), None), (8, ex.Settings(), None),
+                                      (1, ex.Settings(), None), (2, ex.Settings(threads=3), None),
+                                      (2, ex.Settings(), batch.DaskEngine("local")),
+                                      (2, ex.Settings(), batch.DaskEngine("tcp://host:8786"))):
+        config = grade.Config(lab="lab5_cnn", tests=tmp_path, settings=settings)
+        with pytest.raises(Stop):
+            grade.grade_folder(config, tmp_path, tmp_path / "out", workers=workers, engine=engine)
+    assert seen == [2, 1, None, 3, 2, None]
+    env = ex.kernel_env(ex.Settings(threads=2))
+    assert env["TF_NUM_INTRAOP_THREADS"] == env["OMP_NUM_THREADS"] == "2"
+    assert "TF_NUM_INTRAOP_THREADS" not in ex.kernel_env(ex.Settings())

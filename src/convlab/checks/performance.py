@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import weakref
 from typing import Any
 
 import numpy as np
@@ -11,7 +12,9 @@ from convlab.checks.base import fail, require, show
 from convlab.checks.data import pristine
 from convlab.checks.models import need_model
 
-_cache: dict[tuple[int, str, str], np.ndarray] = {}
+#: model -> (weights digest, dataset) -> predicted classes; an entry goes with its model, so a
+#: later model that happens to get the same ``id`` never sees another model's predictions
+_cache: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], np.ndarray]] = weakref.WeakKeyDictionary()
 
 
 def _weights_digest(model: Any) -> str:
@@ -23,18 +26,23 @@ def _weights_digest(model: Any) -> str:
 
 def predictions(model: Any, dataset: str) -> np.ndarray:
     """Predicted class numbers for the pristine test images (cached per model weights)."""
-    key = (id(model), _weights_digest(model), dataset)
-    if key not in _cache:
+    try:
+        known = _cache.setdefault(model, {})
+    except TypeError:  # an object that cannot be weakly referenced is not remembered
+        known = {}
+    key = (_weights_digest(model), dataset)
+    if key not in known:
         x_test, _ = pristine(dataset)
-        import keras
+        from convlab import artifacts
 
-        # keras' own predict, even if the notebook replaced it on the model object
-        scores = keras.Model.predict(model, x_test, batch_size=1000, verbose=0)
+        # keras' own predict, even if the notebook replaced it on the model object, and never
+        # a remembered result (artifacts.original)
+        scores = artifacts.original("predict")(model, x_test, batch_size=1000, verbose=0)
         scores = np.asarray(scores)
         if scores.ndim != 2 or scores.shape[0] != len(x_test):
             raise fail("выход модели", "массив (N, число классов)", show(scores))
-        _cache[key] = np.argmax(scores, axis=1)
-    return _cache[key]
+        known[key] = np.argmax(scores, axis=1)
+    return known[key]
 
 
 def test_accuracy(model: Any, dataset: str) -> float:

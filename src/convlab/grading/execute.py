@@ -146,6 +146,9 @@ class Settings:
     confine_writes: bool = True  #: Landlock: the notebook writes only its working directory
     max_members: int = MAX_MEMBERS  #: files a zip submission may hold
     max_unpacked: int = MAX_UNPACKED  #: bytes a zip submission may unpack to
+    #: CPU threads of the kernel's TensorFlow and OpenMP (None: their default, every core); a batch
+    #: of several workers on one machine gives each its share, see :func:`thread_env`
+    threads: int | None = None
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -370,7 +373,25 @@ def kernel_env(settings: Settings, workdir: Path | None = None) -> dict[str, str
     root = settings.datasets or os.environ.get(datasets.ENV_VAR)
     if root:
         env[datasets.ENV_VAR] = str(Path(root).resolve())
+    env.update(thread_env(settings.threads))
     return env
+
+
+def thread_env(threads: int | None) -> dict[str, str]:
+    """Environment that caps TensorFlow's and OpenMP's thread pools at ``threads`` (``{}`` for
+    None). Two kernels that each spin a pool as wide as the machine slow each other down."""
+    if not threads:
+        return {}
+    value = str(max(1, int(threads)))
+    return {"TF_NUM_INTRAOP_THREADS": value, "TF_NUM_INTEROP_THREADS": value, "OMP_NUM_THREADS": value}
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
 
 
 def _reachable_by_others(path: Path) -> bool:

@@ -237,6 +237,8 @@ def protection_warnings(protections: dict[str, bool]) -> list[str]:
 def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> dict[str, Any]:
     """Grade one submission in two phases; the submission's code never runs in this process."""
     tests = score.load_tests(Path(config.tests))  # fresh: scoring records results on them
+    if "tensorflow" not in sys.modules:  # a fresh grading process: scoring gets the kernel's share
+        os.environ.update(execute.thread_env(config.settings.threads))
     _preload()
     needed = score.needed_names(tests)
     settings = config.settings
@@ -445,6 +447,12 @@ def grade_folder(config: Config, folder: Path, out: Path, *, workers: int = 1, r
     # working directories of a grader killed between two sandbox runs
     execute.sweep_stale_workdirs(Path(config.sandbox_base or execute.sandbox_base()))
     submissions = batch.discover(Path(folder))
+    active = min(workers, len(submissions))
+    on_this_machine = engine is None or engine.address == "local"
+    if on_this_machine and active > 1 and config.settings.threads is None:
+        # the workers share this machine's cores: each notebook's TensorFlow gets its share
+        threads = max(1, execute.cores() // active)
+        config = dataclasses.replace(config, settings=dataclasses.replace(config.settings, threads=threads))
     results = batch.run_batch(submissions, functools.partial(grade_one, config), out, workers=workers,
                               regrade=regrade, progress=progress, engine=engine)
     questions = [t.name for t in score.load_tests(Path(config.tests))]

@@ -314,16 +314,22 @@ Observer = Callable[[str, str, Any], None]
 
 
 def _environment(export: Export | None, question: str, names: list[str], fallback: str,
-                 observe: Observer | None = None) -> tuple[dict[str, Any], dict[str, str]]:
+                 observe: Observer | None = None, models: dict[str, Any] | None = None,
+                 ) -> tuple[dict[str, Any], dict[str, str]]:
     """The loaded values of ``question``'s snapshot and, per name, why it is absent;
-    ``observe(question, name, value)`` sees each loaded value (an error in it is ignored)."""
+    ``observe(question, name, value)`` sees each loaded value (an error in it is ignored).
+
+    ``models`` (file name -> loaded model) is shared by the questions of one submission: a model
+    exported once for several questions (same object, same weights: same file) is loaded once,
+    so the checks' predictions, cached per model object, are computed once too. Arrays are loaded
+    per question and dropped after it (they can be large)."""
     env: dict[str, Any] = {}
     problems: dict[str, str] = {}
     snap = export.snapshots.get(question) if export is not None else None
     values = snap.get("values") if isinstance(snap, dict) else None
     if not isinstance(values, dict):
         return env, {name: fallback for name in names}
-    cache: dict[str, Any] = {}
+    cache: dict[str, Any] = dict(models or {})
     for name in names:
         entry = values.get(name)
         kind = entry.get("kind") if isinstance(entry, dict) else None
@@ -342,6 +348,8 @@ def _environment(export: Export | None, question: str, names: list[str], fallbac
             problems[name] = f"значение типа {str(entry.get('type'))[:200]} не является данными"
         else:
             problems[name] = "в блокноте нет такой переменной"
+    if models is not None:
+        models.update((key, value) for key, value in cache.items() if key.startswith("model:"))
     return env, problems
 
 
@@ -389,9 +397,10 @@ def score(tests: list[ExceptionTestFile], export: Export | None, *, status: str 
         "crashed": "выполнение блокнота завершилось аварийно",
     }.get(status, reason or "блокнот не выполнялся")
     questions: dict[str, Any] = {}
+    loaded: dict[str, Any] = {}
     for test_file in tests:
         names = [n for n in parameters(test_file) if n != "env"]
-        env, problems = _environment(export, test_file.name, names, fallback, observe)
+        env, problems = _environment(export, test_file.name, names, fallback, observe, loaded)
         cases = _run_file(test_file, env, problems)
         del env
         questions[test_file.name] = {
