@@ -338,7 +338,8 @@ _INFERENCE_ARGUMENTS = {"evaluate": ("batch_size", "steps", "return_dict"),
 _MAX_MEMO = 256 << 20  #: bytes of one stored prediction
 
 
-def _weights_digest(model: Any) -> str:
+def weights_digest(model: Any) -> str:
+    """BLAKE2b of a model's weights (dtype, shape and bytes of each)."""
     digest = hashlib.blake2b(digest_size=16)
     for weight in model.get_weights():
         array = np.ascontiguousarray(weight)
@@ -365,7 +366,7 @@ def inference_key(model: Any, kind: str, arguments: dict[str, Any]) -> str | Non
         "kind": kind,
         "architecture": architecture_signature(model),
         "compile": compile_config,
-        "weights": _weights_digest(model),
+        "weights": weights_digest(model),
         "arguments": {name: arguments.get(name) for name in _INFERENCE_ARGUMENTS[kind]},
         "x": data,
         "y": _array_digest(arguments.get("y")),
@@ -414,8 +415,8 @@ def _read_memo(kind: str, path: Path, arguments: dict[str, Any]) -> Any:
 
 def _write_memo(kind: str, path: Path, value: Any) -> None:
     if kind == "evaluate":
-        if _is_evaluation(value) or isinstance(value, tuple):
-            value = list(value) if isinstance(value, tuple) else value
+        value = list(value) if isinstance(value, tuple) else value
+        if _is_evaluation(value):
             _atomic_write(path, lambda p: p.write_text(json.dumps({"result": _jsonable(value)})))
     elif isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.nbytes <= _MAX_MEMO:
         _atomic_write(path, lambda p: np.save(p, value, allow_pickle=False))

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import hashlib
 import weakref
 from typing import Any
 
 import numpy as np
 
+from convlab import artifacts
 from convlab.checks.base import fail, require, show
 from convlab.checks.data import pristine
 from convlab.checks.models import need_model
@@ -17,24 +17,15 @@ from convlab.checks.models import need_model
 _cache: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], np.ndarray]] = weakref.WeakKeyDictionary()
 
 
-def _weights_digest(model: Any) -> str:
-    digest = hashlib.blake2b(digest_size=16)
-    for weight in model.get_weights():
-        digest.update(np.ascontiguousarray(weight).view(np.uint8).reshape(-1))
-    return digest.hexdigest()
-
-
 def predictions(model: Any, dataset: str) -> np.ndarray:
     """Predicted class numbers for the pristine test images (cached per model weights)."""
     try:
         known = _cache.setdefault(model, {})
     except TypeError:  # an object that cannot be weakly referenced is not remembered
         known = {}
-    key = (_weights_digest(model), dataset)
+    key = (artifacts.weights_digest(model), dataset)
     if key not in known:
         x_test, _ = pristine(dataset)
-        from convlab import artifacts
-
         # keras' own predict, even if the notebook replaced it on the model object, and never
         # a remembered result (artifacts.original)
         scores = artifacts.original("predict")(model, x_test, batch_size=1000, verbose=0)
