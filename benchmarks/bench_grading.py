@@ -44,10 +44,10 @@ the grader's files (the target of ``write_outside``, where unpickled payloads wo
 came out changed.
 
 Results go to ``--out`` (default ``benchmarks/results/grading.json``) and are printed as a table.
-A full run (100 submissions, both routes) takes hours on a 2-core machine: from the smoke test
-(one Lab 5 solution took 144 s in route A beside other work, 116 s under ``otter run``), about
-1¼ h for route A with 2 workers and 2¼ h for route B. ``--count 6 --only-fast --out
-/tmp/grading.json`` is a smoke test of about 5 minutes (both routes).
+A full run (100 submissions, both routes) takes about 1¾ hours on a 2-core machine: measured
+on 2026-11-26, 38 minutes for route A with 2 workers and 69 minutes for route B (numbers in
+``benchmarks/results/grading.json``). ``--count 6 --only-fast --out /tmp/grading.json`` is a
+smoke test of about 5 minutes (both routes).
 """
 
 from __future__ import annotations
@@ -267,7 +267,9 @@ def route_a(folder: Path, out: Path, plan_of: dict[str, dict[str, Any]], args: a
         rows.append({**entry, "student_id": sid, "status": result.get("status"),
                      "total": result.get("total") or 0.0, "seconds": result.get("duration_s"),
                      "peak_mib": (result.get("execution") or {}).get("peak_rss_mb")})
-    return {"command": " ".join(command[1:]), "returncode": run["returncode"],
+    shown = {str(ROOT): ".", str(folder): "SUBMISSIONS", str(out): "OUT"}  # no machine paths in the results
+    return {"command": " ".join(["python", *(shown.get(part, part) for part in command[1:])]),
+            "returncode": run["returncode"],
             "output_tail": run["output"][-1500:] if run["returncode"] else "",
             "seconds": run["seconds"], "peak_mib": run["peak_mib"],
             "peak_mib_per_worker": round(run["peak_mib"] / args.workers),
