@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -302,3 +303,72 @@ def test_gradebook_columns_and_rows(tmp_path: Path) -> None:
         ["carol", "carol.ipynb", "crashed", "", "", "", "0", ""],
     ]
     assert [p.name for p in tmp_path.iterdir()] == ["gradebook.csv"]
+
+
+# ------------------------------------------------------------------------------- hostile names
+CP1251 = "Иванов_lab5.ipynb".encode("cp1251")  # an LMS download: bytes that are not UTF-8
+HOSTILE = [CP1251, ("д" * 120 + ".ipynb").encode(), b"x" * 240 + b".ipynb", b"line\nbreak.ipynb",
+           b"--regrade.ipynb", b"-o=..ipynb", b"x..zip", b"=HYPERLINK(1).ipynb", b"a\xff\xfe.zip",
+           "\u202eevil.ipynb".encode()]
+
+
+def hostile_folder(folder: Path) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in HOSTILE:
+        with open(os.path.join(os.fsencode(folder), name), "wb") as f:
+            f.write(b"{}")
+
+
+def test_student_ids_of_hostile_names_are_safe_unique_and_stable(tmp_path: Path) -> None:
+    """Does every file name (not UTF-8, 246 and 256 bytes, newlines, leading dashes, dots, a
+    formula, a right-to-left override) give an id of word characters and ``.()+,-`` that starts
+    with a word character, fits a file name, differs from the others, and is the same on the next
+    discovery; and do ids that had to change carry a hash of the name (two names never clash)?"""
+    hostile_folder(tmp_path / "subs")
+    subs = discover(tmp_path / "subs")
+    ids = [s.student_id for s in subs]
+    assert len(subs) == len(HOSTILE) and len(set(ids)) == len(ids)
+    for sid in ids:
+        assert re.fullmatch(r"\w[\w.()+,\-]*", sid) and len(sid.encode()) <= 96 + 9, sid
+    assert ids == [s.student_id for s in discover(tmp_path / "subs")]
+    assert student_id(CP1251).startswith("Иванов_lab5-")  # read as cp1251, marked by the hash
+    assert student_id(b"a" * 100 + b"1.ipynb") != student_id(b"a" * 100 + b"2.ipynb")
+    assert student_id("alice.ipynb") == "alice"  # plain names stay plain
+
+
+def grade_hostile(submission: Submission, scratch: Path) -> dict:
+    if b"break" in os.fsencode(submission.path.name):
+        raise OSError("cannot read this one")
+    return {"scores": {"q1": 1.0}, "name_bytes": len(os.fsencode(submission.path.name))}
+
+
+def test_batch_of_hostile_names_completes_and_resumes(tmp_path: Path) -> None:
+    """Does a batch of hostile names grade every file (one failing alone as crashed), keep the
+    original name in the results (not UTF-8 bytes as \\xNN), write a gradebook, and does the rerun
+    skip them all?"""
+    hostile_folder(tmp_path / "subs")
+    subs = discover(tmp_path / "subs")
+    out = tmp_path / "out"
+    results = run_batch(subs, grade_hostile, out, workers=1, progress=False)
+    statuses = sorted(r["status"] for r in results)
+    assert statuses == ["crashed"] + ["ok"] * (len(HOSTILE) - 1)
+    files = {r["file"] for r in results}
+    assert "\\xc8\\xe2\\xe0\\xed\\xee\\xe2_lab5.ipynb" in files and "line\nbreak.ipynb" in files
+    assert all(json.loads((out / "results" / f"{s.student_id}.json").read_text(encoding="utf-8"))["status"]
+               for s in subs)
+    write_gradebook(results, out / "gradebook.csv", ["q1"])
+    assert run_batch(discover(tmp_path / "subs"), grade_hostile, out, workers=1, progress=False) == results
+
+
+def test_gradebook_neutralizes_formulas(tmp_path: Path) -> None:
+    """Are text cells that a spreadsheet would run (=, +, -, @, tab, CR first) prefixed with ',
+    while the grader's numbers stay numbers?"""
+    results = [{"student_id": "a", "file": f"{start}cmd|' /C calc'!A0.ipynb", "status": "ok",
+                "scores": {"q1": 1.0}, "duration_s": 1.0} for start in ("=", "+", "-", "@", "\t", "\r")]
+    results.append({"student_id": "b", "file": "b.ipynb", "status": "ok", "scores": {"q1": -1.5},
+                    "total": -1.5})
+    write_gradebook(results, tmp_path / "gradebook.csv", ["q1"])
+    with (tmp_path / "gradebook.csv").open(newline="", encoding="utf-8") as f:
+        rows = list(csv.reader(f))[1:]
+    assert all(row[1].startswith("'") for row in rows[:6]) and rows[6][1] == "b.ipynb"
+    assert rows[6][3:5] == ["-1.5", "-1.5"]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import concurrent.futures as cf
 import contextlib
 import csv
+import hashlib
 import io
 import json
 import multiprocessing
@@ -31,6 +32,7 @@ import sys
 import tempfile
 import time
 import traceback
+import unicodedata
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures.process import BrokenProcessPool
@@ -41,7 +43,10 @@ from typing import Any
 SUFFIXES = (".ipynb", ".zip")
 # otter's grader.export() names the zip <notebook>_<YYYY_MM_DDTHH_MM_SS_ffffff>.zip
 _EXPORT_STAMP = re.compile(r"_\d{4}_\d{2}_\d{2}T\d{2}_\d{2}_\d{2}(?:_\d{1,6})?$")
-_UNSAFE = re.compile(r"[\s/\\\x00-\x1f\x7f]+")
+_SPACES = re.compile(r"\s+")
+_UNSAFE = re.compile(r"[^\w.()+,\-]+")
+_LEADING = re.compile(r"^[\W_]+")
+MAX_ID_BYTES = 96  #: bytes of an id: ``results/.<id>.json.<random>.tmp`` stays far below 255
 
 GradeOne = Callable[["Submission", Path], dict]
 
@@ -62,21 +67,57 @@ class Submission:
     path: Path
 
 
-def student_id(filename: str) -> str:
-    """The id of a submission file: its stem without otter's export timestamp, spaces as ``_``."""
-    stem = Path(filename).stem
-    stem = _EXPORT_STAMP.sub("", stem)
-    return _UNSAFE.sub("_", stem).strip("_.") or "submission"
+def display_name(path: Path | str) -> str:
+    """A file name as text that any output can hold: the name's bytes decoded as UTF-8, bytes that
+    are not UTF-8 written as ``\\xNN`` (never a lone surrogate, which no UTF-8 file can store)."""
+    return os.fsencode(Path(path).name).decode("utf-8", "backslashreplace")
+
+
+def _readable(raw: bytes) -> tuple[str, bool]:
+    """The name's text and whether it was UTF-8 (else the cp1251 reading of an LMS download)."""
+    try:
+        return raw.decode("utf-8"), True
+    except UnicodeDecodeError:
+        return raw.decode("cp1251", "replace"), False
+
+
+def student_id(filename: str | bytes) -> str:
+    """The id of a submission file: its stem without otter's export timestamp, whitespace as ``_``.
+
+    The id is safe as a file name and in every output: Unicode word characters (NFC) and
+    ``.()+,-`` only, starting with a word character, at most :data:`MAX_ID_BYTES` bytes of UTF-8.
+    When the name had to be changed more than that (characters dropped or replaced, cut to the
+    limit, bytes that are not UTF-8, decoded as cp1251), ``-<8 hex digits of the SHA-256 of the
+    name's bytes>`` is appended, so that two such names never share an id and the same name
+    always gets the same one (a rerun resumes).
+    """
+    raw = filename if isinstance(filename, bytes) else os.fsencode(filename)
+    raw = raw.rsplit(b"/", 1)[-1]
+    text, utf8 = _readable(raw)
+    stem = _EXPORT_STAMP.sub("", unicodedata.normalize("NFC", Path(text).stem if "." in text else text))
+    spaced = _SPACES.sub("_", stem)
+    sid = _LEADING.sub("", _UNSAFE.sub("_", spaced)).rstrip("_.")
+    changed = not utf8 or sid != spaced.strip("_")
+    if len(sid.encode()) > MAX_ID_BYTES:
+        sid = sid.encode()[:MAX_ID_BYTES].decode("utf-8", "ignore").rstrip("_.")
+        changed = True
+    if not sid:
+        sid, changed = "submission", True
+    if changed:
+        sid += "-" + hashlib.sha256(raw).hexdigest()[:8]
+    return sid
 
 
 def discover(folder: Path) -> list[Submission]:
     """Every ``*.ipynb`` and ``*.zip`` directly in ``folder`` (not hidden files), sorted by id.
 
-    Files that give the same id keep it in file-name order: the first plain, the next ones with
-    ``-2``, ``-3``... (never an id that another file already has).
+    Any file name works (not UTF-8, very long, with newlines or leading dashes: see
+    :func:`student_id`). Files that give the same id keep it in file-name order: the first
+    plain, the next ones with ``-2``, ``-3``... (never an id that another file already has).
     """
-    files = sorted(p for p in Path(folder).iterdir()
-                   if p.suffix.lower() in SUFFIXES and not p.name.startswith(".") and p.is_file())
+    files = sorted((p for p in Path(folder).iterdir()
+                    if p.suffix.lower() in SUFFIXES and not p.name.startswith(".") and p.is_file()),
+                   key=lambda p: os.fsencode(p.name))
     bases = [student_id(p.name) for p in files]
     taken = set(bases)
     used: set[str] = set()
@@ -92,11 +133,12 @@ def discover(folder: Path) -> list[Submission]:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers (and a resumed batch) see all of it or nothing."""
+    """Write ``text`` to ``path`` so that readers (and a resumed batch) see all of it or nothing.
+    Characters UTF-8 cannot store (lone surrogates of undecodable names) are written escaped."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp", dir=path.parent)
     try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
@@ -121,7 +163,7 @@ def remove_stale_temps(folder: Path) -> None:
 
 
 def _crashed(submission: Submission, error: str, **extra: Any) -> dict:
-    return {"student_id": submission.student_id, "file": submission.path.name, "status": "crashed",
+    return {"student_id": submission.student_id, "file": display_name(submission.path), "status": "crashed",
             "error": error, **extra}
 
 
@@ -139,7 +181,7 @@ def _grade_safely(grade_one: GradeOne, submission: Submission, scratch: Path) ->
         result = _crashed(submission, f"{type(exc).__name__}: {exc}",
                           traceback=traceback.format_exc()[-4000:])
     result["student_id"] = submission.student_id
-    result["file"] = submission.path.name
+    result["file"] = display_name(submission.path)
     result.setdefault("status", "ok")
     result.setdefault("duration_s", round(time.monotonic() - start, 3))
     return result
@@ -243,9 +285,15 @@ def run_batch(submissions: Sequence[Submission], grade_one: GradeOne, out: Path,
     bar = _Progress(len(submissions), len(results), progress)
 
     def record(result: dict) -> None:
-        write_atomic(results_dir / f"{result['student_id']}.json",
-                     json.dumps(result, indent=2, ensure_ascii=False) + "\n")
-        results[result["student_id"]] = result
+        sid = result["student_id"]
+        try:
+            write_atomic(results_dir / f"{sid}.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+        except (OSError, TypeError, ValueError) as exc:  # this submission's result only: carry on
+            result = {**{k: result.get(k) for k in ("student_id", "file")}, "status": "crashed",
+                      "error": f"the result could not be written: {type(exc).__name__}: {exc}"}
+            with contextlib.suppress(OSError, TypeError, ValueError):
+                write_atomic(results_dir / f"{sid}.json", json.dumps(result, indent=2) + "\n")
+        results[sid] = result
         bar.update(result)
 
     n = max(1, min(workers or 1, len(todo) or 1))
@@ -365,8 +413,19 @@ def _grade_all_dask(todo: Sequence[Submission], grade_one: GradeOne, work: Path,
 
 def _number(value: Any) -> str:
     if isinstance(value, bool) or not isinstance(value, int | float):
-        return "" if value is None else str(value)
+        return "" if value is None else csv_text(value)
     return str(int(value)) if float(value).is_integer() else f"{value:.4g}"
+
+
+_FORMULA = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_text(value: Any) -> str:
+    """A text cell a spreadsheet will not run (OWASP CSV injection): text that starts with ``=``,
+    ``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'``. Only for text cells:
+    the grader's numbers are written as numbers."""
+    text = "" if value is None else str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    return "'" + text if text.startswith(_FORMULA) else text
 
 
 def write_gradebook(results: Iterable[dict], path: Path, questions: list[str]) -> None:
@@ -374,15 +433,17 @@ def write_gradebook(results: Iterable[dict], path: Path, questions: list[str]) -
     <question>... , total, duration_s``. A question without a score is left empty; ``total`` is
     the result's ``total``, else the sum of its scores."""
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["student_id", "file", "status", *questions, "total", "duration_s"])
+    writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180: a CR or LF in a cell is quoted
+    header = ("student_id", "file", "status", *questions, "total", "duration_s")
+    writer.writerow([csv_text(h) for h in header])
     for result in results:
         scores = result.get("scores") or {}
         total = result.get("total")
         if total is None:
             total = sum(v for v in scores.values() if isinstance(v, int | float))
         duration = result.get("duration_s")
-        writer.writerow([result.get("student_id", ""), result.get("file", ""), result.get("status", ""),
+        writer.writerow([csv_text(result.get("student_id", "")), csv_text(result.get("file", "")),
+                         csv_text(result.get("status", "")),
                          *(_number(scores.get(q)) for q in questions), _number(total),
                          "" if duration is None else f"{float(duration):.1f}"])
     write_atomic(Path(path), buffer.getvalue())

@@ -39,6 +39,11 @@ from typing import Any
 from convlab.grading import batch, execute, figures, report, score
 
 MAX_EXECUTED = 50 << 20
+FEEDBACK_CELL_OUTPUT = 100_000  #: characters of outputs per cell of the feedback notebook
+FEEDBACK_OUTPUT = 5 << 20  #: characters of outputs in the whole feedback notebook
+MAX_FEEDBACK_IMAGE = 2 << 20  #: base64 characters of one PNG output kept in it
+FEEDBACK_CUT_NOTE = "\n[вывод ячейки обрезан]\n"
+FEEDBACK_NOTEBOOK = "feedback.ipynb"
 
 #: Per lab: notebook variable -> picture added to each student's feedback when the scoring
 #: environment holds that variable. Kind ``"confusion"``: a square integer matrix drawn as a
@@ -65,10 +70,10 @@ class Config:
     report_settings: report.Settings = field(default_factory=report.Settings)  #: integrity thresholds
 
 
-def _copy_executed(execution: execute.Execution, dest: Path) -> None:
-    """Copy the executed notebook (written by the submission: no links, bounded size)."""
+def _read_executed(execution: execute.Execution) -> bytes | None:
+    """The executed notebook's bytes (written by the submission: no links, bounded size)."""
     if execution.executed is None or execution.workdir is None:
-        return
+        return None
     try:
         dirfd = os.open(execution.workdir, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
         try:
@@ -76,11 +81,116 @@ def _copy_executed(execution: execute.Execution, dest: Path) -> None:
         finally:
             os.close(dirfd)
     except OSError:
-        return
+        return None
     with os.fdopen(fd, "rb") as source:
         info = os.fstat(source.fileno())
         if stat.S_ISREG(info.st_mode) and info.st_size <= MAX_EXECUTED:
-            dest.write_bytes(source.read(MAX_EXECUTED))
+            return source.read(MAX_EXECUTED)
+    return None
+
+
+def _copy_executed(execution: execute.Execution, dest: Path) -> None:
+    """Copy the executed notebook as it came out of the sandbox (for the grader: ``work/<id>``)."""
+    data = _read_executed(execution)
+    if data is not None:
+        dest.write_bytes(data)
+
+
+def _text(value: Any, limit: int) -> str:
+    if isinstance(value, list):
+        value = "".join(str(v) for v in value)
+    return redact(str(value)[:limit])
+
+
+def _count(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _png(value: Any) -> str | None:
+    import base64
+    import binascii
+
+    if not isinstance(value, str) or len(value) > MAX_FEEDBACK_IMAGE:
+        return None
+    try:
+        ok = base64.b64decode(value, validate=False)[:8] == b"\x89PNG\r\n\x1a\n"
+    except (binascii.Error, ValueError):
+        return None
+    return value if ok else None
+
+
+def _outputs(outputs: Any, budget: list[int]) -> list[dict[str, Any]]:
+    """A cell's outputs reduced to plain text, errors and PNG images (no HTML, JavaScript, SVG,
+    widgets or metadata), secrets redacted, at most :data:`FEEDBACK_CELL_OUTPUT` characters per
+    cell and ``budget[0]`` in all (then one note)."""
+    kept: list[dict[str, Any]] = []
+    used = 0
+    for out in outputs if isinstance(outputs, list) else []:
+        if not isinstance(out, dict):
+            continue
+        kind = out.get("output_type")
+        item: dict[str, Any] | None = None
+        if kind == "stream":
+            name = out.get("name") if out.get("name") in ("stdout", "stderr") else "stdout"
+            text = _text(out.get("text", ""), FEEDBACK_CELL_OUTPUT)
+            item = {"output_type": "stream", "name": name, "text": text}
+        elif kind == "error":
+            trace = out.get("traceback") if isinstance(out.get("traceback"), list) else []
+            item = {"output_type": "error", "ename": _text(out.get("ename", ""), 200),
+                    "evalue": _text(out.get("evalue", ""), 2000),
+                    "traceback": [_text(t, 2000) for t in trace[-30:]]}
+        elif kind in ("execute_result", "display_data") and isinstance(out.get("data"), dict):
+            data = {}
+            if "text/plain" in out["data"]:
+                data["text/plain"] = _text(out["data"]["text/plain"], FEEDBACK_CELL_OUTPUT)
+            if (picture := _png(out["data"].get("image/png"))) is not None:
+                data["image/png"] = picture
+            if data:
+                item = {"output_type": kind, "data": data, "metadata": {}}
+                if kind == "execute_result":
+                    count = out.get("execution_count")
+                    item["execution_count"] = _count(count)
+        if item is None:
+            continue
+        size = len(json.dumps(item))
+        if used + size > FEEDBACK_CELL_OUTPUT or size > budget[0]:
+            kept.append({"output_type": "stream", "name": "stderr", "text": FEEDBACK_CUT_NOTE})
+            budget[0] = max(0, budget[0] - len(FEEDBACK_CUT_NOTE))
+            break
+        used += size
+        budget[0] -= size
+        kept.append(item)
+    return kept
+
+
+def feedback_notebook(submitted: Any, executed: bytes | None) -> dict[str, Any]:
+    """The notebook a student gets back: the cells of their own submitted notebook (read by the
+    grader, never the sandbox's copy of them), each code cell with the outputs of the graded run
+    (see :func:`_outputs`); the grader's cells and seeding lines are not shown."""
+    kept = [c for c in submitted.get("cells") or [] if isinstance(c, dict)
+            and c.get("cell_type") in ("code", "markdown", "raw") and not execute._ignored(c)]
+    ran: list[Any] = []
+    with contextlib.suppress(ValueError, TypeError, AttributeError, RecursionError):
+        ran = list(json.loads(executed or b"null").get("cells") or [])
+    offset = len(ran) - 1 - len(kept)  # [our first cell, (seeding cell), *kept, our last cell]
+    aligned = ran[offset:-1] if offset >= 1 else [None] * len(kept)
+    budget = [FEEDBACK_OUTPUT]
+    cells = []
+    for number, (cell, run) in enumerate(zip(kept, aligned, strict=True)):
+        source = cell.get("source") or ""
+        source = "".join(source) if isinstance(source, list) else str(source)
+        new: dict[str, Any] = {"cell_type": cell["cell_type"], "id": f"cell-{number}", "metadata": {},
+                               "source": source}
+        if cell["cell_type"] == "code":
+            run = run if isinstance(run, dict) and run.get("cell_type") == "code" else {}
+            count = run.get("execution_count")
+            new["execution_count"] = _count(count)
+            new["outputs"] = _outputs(run.get("outputs"), budget)
+        cells.append(new)
+    return {"cells": cells, "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3",
+                                                        "language": "python"},
+                                         "language_info": {"name": "python"}},
+            "nbformat": 4, "nbformat_minor": 5}
 
 
 def _preload() -> None:
@@ -185,11 +295,17 @@ class _Collector:
         self.histories: dict[str, Any] = {}
         self.figures: dict[str, Any] = {}
         self._seen: dict[str, dict[str, Any]] = {}  # sha256 -> fingerprint (a model in several questions)
+        self._predictions: dict[str, dict[str, Any] | None] = {}  # sha256 -> prediction signature
 
     def __call__(self, question: str, name: str, value: Any) -> None:
         keras = sys.modules.get("keras")
         if keras is not None and isinstance(value, keras.Model):
-            self.models[name] = report.weights_fingerprint(value.get_weights(), self._seen)
+            fingerprint = report.weights_fingerprint(value.get_weights(), self._seen)
+            if fingerprint["sha256"] not in self._predictions:
+                self._predictions[fingerprint["sha256"]] = report.prediction_signature(value)
+            if self._predictions[fingerprint["sha256"]] is not None:
+                fingerprint["predictions"] = self._predictions[fingerprint["sha256"]]
+            self.models[name] = fingerprint
             history = plain_history(getattr(getattr(value, "history", None), "history", None))
             if history:
                 self.histories[name] = history
@@ -249,6 +365,12 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
     collector = _Collector(FEEDBACK_FIGURES.get(config.lab, {}) if config.figures is None else config.figures)
     try:
         _copy_executed(execution, Path(scratch) / "executed.ipynb")
+        if execution.status not in ("invalid-notebook", "wrong-assignment"):
+            with contextlib.suppress(execute.SubmissionError, OSError):
+                submitted = execute.submitted_notebook(submission.path)
+                notebook = feedback_notebook(submitted, _read_executed(execution))
+                batch.write_atomic(Path(scratch) / FEEDBACK_NOTEBOOK,
+                                   json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
         export = None
         if execution.status in ("ok", "timeout", "memory", "crashed"):
             export = score.load_snapshots(execution.export)
@@ -292,6 +414,9 @@ _STATUS = {
 }
 
 
+md_escape, redact, REDACTED = report.md_escape, report.redact, report.REDACTED
+
+
 def _points(value: Any) -> str:
     number = float(value or 0)
     return str(int(number)) if number.is_integer() else f"{number:.2f}".rstrip("0")
@@ -303,8 +428,10 @@ def feedback_lines(result: dict[str, Any], *, hide_hidden: bool = False) -> list
         ("title", f"Результаты проверки: {result.get('student_id', '')}"),
         ("para", f"Статус: {_STATUS.get(result.get('status', ''), result.get('status', ''))}."),
     ]
+    if result.get("file"):
+        items.insert(1, ("para", f"Файл: {result['file']}"))
     if result.get("reason") and result.get("status") in ("invalid-notebook", "wrong-assignment"):
-        items.append(("para", str(result["reason"])))
+        items.append(("para", redact(result["reason"])))
     items.append(("para", f"Итого: {_points(result.get('total'))} из {_points(result.get('max_total'))}."))
     rows = [(q, _points(v["score"]), _points(v["possible"])) for q, v in result.get("questions", {}).items()]
     items.append(("table", rows))
@@ -319,7 +446,7 @@ def feedback_lines(result: dict[str, Any], *, hide_hidden: bool = False) -> list
             else:
                 kind = "скрытая" if case["hidden"] else "открытая"
                 messages.append(f"{case['name']} ({kind} проверка, {_points(case['points'])} б.): "
-                                f"{case['message']}")
+                                f"{redact(case['message'])}")
         items.append(("question", (question, messages)))
     return items
 
@@ -353,22 +480,26 @@ def feedback_figures(result: dict[str, Any]) -> list[tuple[str, str, bytes]]:
 
 def feedback_markdown(result: dict[str, Any], *, hide_hidden: bool = False,
                       images: list[tuple[str, str]] = ()) -> str:
-    """Feedback for one student as Markdown; ``images``: (caption, relative path of the PNG)."""
+    """Feedback for one student as Markdown; ``images``: (caption, relative path of the PNG).
+    Every text is escaped (:func:`md_escape`): it renders as written, never as HTML or links."""
     out: list[str] = []
+    esc = md_escape
     for kind, data in feedback_lines(result, hide_hidden=hide_hidden):
         if kind == "title":
-            out += [f"# {data}", ""]
+            out += [f"# {esc(data)}", ""]
         elif kind == "para":
-            out += [data, ""]
+            out += ["  \n".join(esc(line) for line in data.splitlines()), ""]
         elif kind == "table":
             out += ["| задание | баллы | из |", "| --- | --- | --- |"]
-            out += [f"| {q} | {s} | {p} |" for q, s, p in data] + [""]
+            out += [f"| {esc(q)} | {esc(s)} | {esc(p)} |".replace("\n", " ") for q, s, p in data] + [""]
         else:
             question, messages = data
-            out += [f"## {question}", ""] + [f"- {m}".replace("\n", "\n  ") for m in messages] + [""]
+            out += [f"## {esc(question)}", ""]
+            out += ["- " + "  \n  ".join(esc(line) for line in m.splitlines() or [""])
+                    for m in messages] + [""]
     if images:
         out += ["## Графики", ""]
-        out += [f"![{caption}]({urllib.parse.quote(path)})\n" for caption, path in images]
+        out += [f"![{esc(caption)}]({urllib.parse.quote(path)})\n" for caption, path in images]
     return "\n".join(out)
 
 
@@ -403,35 +534,66 @@ def feedback_html(result: dict[str, Any], *, hide_hidden: bool = False,
             "</head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
+def gradescope_results(result: dict[str, Any], *, show_hidden: bool = False) -> dict[str, Any]:
+    """:func:`score.gradescope` made safe to show: every output shown as plain text
+    (``output_format`` ``text``: no HTML or Markdown rendering), secrets redacted, and for a run
+    the sandbox ended (timeout, memory, crashed) the status only, not the sandbox's stderr."""
+    results = score.gradescope(result, show_hidden=show_hidden)
+    results["output_format"] = results["test_output_format"] = "text"
+    if "output" in results:
+        status = str(result.get("status", ""))
+        shown = result.get("reason", "") if status in ("invalid-notebook", "wrong-assignment") else ""
+        results["output"] = redact(f"Статус оценивания: {status}. {shown}".strip())
+    for test in results.get("tests") or []:
+        test["output_format"] = "text"
+        if "output" in test:
+            test["output"] = redact(test["output"])
+    return results
+
+
+def _write_one(result: dict[str, Any], out: Path, *, hide_hidden: bool,
+               show_hidden_gradescope: bool) -> None:
+    sid = result["student_id"]
+    folder = out / "gradescope" / sid
+    folder.mkdir(parents=True, exist_ok=True)
+    results = gradescope_results(result, show_hidden=show_hidden_gradescope)
+    batch.write_atomic(folder / "results.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n")
+    pictures = feedback_figures(result)
+    folder = out / "feedback" / sid
+    for stale in folder.glob("*.png"):
+        stale.unlink()
+    links = []
+    for stem, caption, picture in pictures:
+        folder.mkdir(exist_ok=True)
+        (folder / f"{stem}.png").write_bytes(picture)
+        links.append((caption, f"{sid}/{stem}.png"))
+    batch.write_atomic(out / "feedback" / f"{sid}.md",
+                       feedback_markdown(result, hide_hidden=hide_hidden, images=links))
+    batch.write_atomic(out / "feedback" / f"{sid}.html",
+                       feedback_html(result, hide_hidden=hide_hidden,
+                                     images=[(caption, picture) for _, caption, picture in pictures]))
+    notebook = out / "work" / sid / FEEDBACK_NOTEBOOK
+    if notebook.is_file():  # the student's own notebook with the outputs of the graded run
+        shutil.copyfile(notebook, out / "feedback" / f"{sid}.ipynb")
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            (out / "feedback" / f"{sid}.ipynb").unlink()
+
+
 def write_reports(results: list[dict[str, Any]], out: Path, *, hide_hidden: bool = False,
                   show_hidden_gradescope: bool = False) -> None:
     """Per-student Gradescope results.json and feedback under ``out``: Markdown (its pictures in
-    ``feedback/<id>/``), HTML (pictures embedded) and the executed notebook
-    (``feedback/<id>.ipynb``, when the notebook ran)."""
+    ``feedback/<id>/``), HTML (pictures embedded) and the student's notebook with the outputs of
+    the graded run (``feedback/<id>.ipynb``, :func:`feedback_notebook`). A student whose files
+    cannot be written gets a warning in the class report; the others are written."""
+    (out / "feedback").mkdir(parents=True, exist_ok=True)
     for result in results:
-        sid = result["student_id"]
-        folder = out / "gradescope" / sid
-        folder.mkdir(parents=True, exist_ok=True)
-        report = score.gradescope(result, show_hidden=show_hidden_gradescope)
-        batch.write_atomic(folder / "results.json", json.dumps(report, indent=1, ensure_ascii=False) + "\n")
-        (out / "feedback").mkdir(parents=True, exist_ok=True)
-        pictures = feedback_figures(result)
-        folder = out / "feedback" / sid
-        for stale in folder.glob("*.png"):
-            stale.unlink()
-        links = []
-        for stem, caption, picture in pictures:
-            folder.mkdir(exist_ok=True)
-            (folder / f"{stem}.png").write_bytes(picture)
-            links.append((caption, f"{sid}/{stem}.png"))
-        batch.write_atomic(out / "feedback" / f"{sid}.md",
-                           feedback_markdown(result, hide_hidden=hide_hidden, images=links))
-        batch.write_atomic(out / "feedback" / f"{sid}.html",
-                           feedback_html(result, hide_hidden=hide_hidden,
-                                         images=[(caption, picture) for _, caption, picture in pictures]))
-        executed = out / "work" / sid / "executed.ipynb"
-        if executed.is_file():  # the student's notebook with the outputs of the graded run
-            shutil.copyfile(executed, out / "feedback" / f"{sid}.ipynb")
+        try:
+            _write_one(result, out, hide_hidden=hide_hidden, show_hidden_gradescope=show_hidden_gradescope)
+        except Exception as exc:  # one student's feedback: the others are still written
+            result.setdefault("warnings", []).append(f"feedback not written: {type(exc).__name__}: {exc}")
+            print(f"convlab grade: feedback of {result.get('student_id')} not written: {exc}",
+                  file=sys.stderr)
 
 
 def grade_folder(config: Config, folder: Path, out: Path, *, workers: int = 1, regrade: bool = False,

@@ -37,11 +37,13 @@ from __future__ import annotations
 
 import builtins
 import dataclasses
+import functools
 import hashlib
 import html
 import json
 import keyword
 import math
+import os
 import re
 import statistics
 from collections import Counter, defaultdict
@@ -59,6 +61,8 @@ MINHASH_SEED = 1729
 SHINGLE = 5
 SLOWEST = 10
 MESSAGE_CHARS = 300
+PROBE_SIZE = 256  #: fixed test images each model predicts for its prediction signature
+PROBE_SEED = 20251201
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,14 @@ class Settings:
     weights_cosine: float = 0.999  #: sketch cosine similarity from which two models are near-identical
     answers_jaccard: float = 0.9  #: estimated Jaccard similarity from which two answers are near-identical
     min_answer_tokens: int = 10  #: shorter answer texts (blank ones included) are never compared
+    #: prediction signatures, per probe: share of the probe images with the same predicted class
+    #: from which two models of one variable compute "the same function" (with the correlation
+    #: below). Honest pairs measured on the committed models: docs/maintainers.md
+    predictions_agreement: tuple[tuple[str, float], ...] = (
+        ("mnist-test+blends", 0.94), ("cifar10-test+blends", 0.85), ("noise", 0.94))
+    #: ... and the least correlation of their centered log-probabilities (two constant models
+    #: agree on every label without computing the same function)
+    predictions_correlation: float = 0.95
 
 
 # ------------------------------------------------------------------------------ fingerprints
@@ -98,6 +110,117 @@ def weights_fingerprint(weights: Sequence[Any], cache: dict[str, dict[str, Any]]
     if cache is not None:
         cache[sha] = fingerprint
     return dict(fingerprint)
+
+
+# ------------------------------------------------------------------------ prediction signatures
+_PROBES: dict[tuple[int, ...], tuple[str, Any]] = {}
+
+
+def probe_images(shape: Sequence[int | None]) -> tuple[str, Any] | None:
+    """The grader's fixed probe set for a model input ``shape`` (without the batch axis):
+    :data:`PROBE_SIZE` test images of MNIST (28×28 or 28×28×1) or CIFAR-10 (32×32×3), picked by a
+    fixed seed, scaled to [0, 1] as float32, as (name, array); None for any other shape. Without
+    the datasets, a fixed-seed uniform noise probe (``"noise"``) of that shape."""
+    import numpy as np
+
+    key = tuple(int(d) if d is not None else -1 for d in shape)
+    if key in _PROBES:
+        return _PROBES[key]
+    dataset = {(28, 28): "mnist", (28, 28, 1): "mnist", (32, 32, 3): "cifar10"}.get(key)
+    if dataset is None:
+        return None
+    rng = np.random.default_rng(PROBE_SEED)
+    try:
+        from convlab import datasets
+
+        _, (x_test, _) = datasets.load(dataset)
+        pick = rng.choice(len(x_test), size=PROBE_SIZE * 2, replace=False)
+        x = np.asarray(x_test)[pick].astype(np.float32).reshape((PROBE_SIZE * 2, *key)) / 255.0
+        half = PROBE_SIZE // 2  # pristine images, then even blends of two others
+        images = np.concatenate([x[:half], (x[half:PROBE_SIZE] + x[PROBE_SIZE:PROBE_SIZE + half]) / 2])
+        images = np.concatenate([images, x[PROBE_SIZE + half:PROBE_SIZE + half + PROBE_SIZE - len(images)]])
+        name = f"{dataset}-test+blends"
+    except Exception:  # no datasets here: still deterministic, less telling
+        images = rng.random((PROBE_SIZE, *key), dtype=np.float32)
+        name = "noise"
+    _PROBES[key] = (name, images)
+    return _PROBES[key]
+
+
+def _log_probabilities(outputs: Any) -> Any:
+    """Centered log-probabilities of a batch of outputs: softmax outputs (rows of non-negative
+    numbers summing to 1) are logged, logits are log-softmaxed; each row then has mean 0."""
+    import numpy as np
+
+    out = np.nan_to_num(np.asarray(outputs, dtype=np.float64), nan=0.0, posinf=1e6, neginf=-1e6)
+    if out.ndim == 1:
+        out = np.stack([-out, out], axis=1) / 2  # one sigmoid/logit unit: two classes
+    probabilities = np.all(out >= 0) and np.allclose(out.sum(axis=1), 1.0, atol=1e-3)
+    if probabilities:
+        out = np.log(np.clip(out, 1e-7, 1.0))
+    else:
+        out = out - out.max(axis=1, keepdims=True)
+        out = out - np.log(np.exp(out).sum(axis=1, keepdims=True))
+    return out - out.mean(axis=1, keepdims=True)
+
+
+def prediction_signature(model: Any) -> dict[str, Any] | None:
+    """What a loaded Keras model computes on the grader's probe set (:func:`probe_images`), as
+    plain data: ``probe`` (its name), ``classes``, ``labels`` (the predicted class of each probe
+    image, a string of base-36 digits) and ``logp`` (the centered log-probabilities, float16,
+    base64). Permuted hidden units or noise on the weights do not change it much; independently
+    trained models differ on the images they find hard. None when the model's input is not an
+    image of the labs or its output is not a class vector (called by the scorer, never with a
+    model the scorer did not load itself)."""
+    import base64
+
+    import numpy as np
+
+    try:
+        shape = tuple(model.inputs[0].shape)[1:]
+    except Exception:
+        return None
+    probe = probe_images(shape)
+    if probe is None:
+        return None
+    name, images = probe
+    try:
+        outputs = np.concatenate([np.asarray(model(images[i:i + 64], training=False))
+                                  for i in range(0, len(images), 64)])
+    except Exception:
+        return None
+    if outputs.ndim == 1 or (outputs.ndim == 2 and outputs.shape[1] == 1):
+        outputs = outputs.reshape(len(images))
+    elif outputs.ndim != 2 or not 2 <= outputs.shape[1] <= 36:
+        return None
+    logp = _log_probabilities(outputs)
+    labels = logp.argmax(axis=1)
+    return {"probe": name, "size": len(images), "classes": int(logp.shape[1]),
+            "labels": "".join(np.base_repr(int(v), 36) for v in labels),
+            "logp": base64.b64encode(logp.astype("<f2").tobytes()).decode("ascii")}
+
+
+def prediction_similarity(a: dict[str, Any], b: dict[str, Any]) -> tuple[float, float] | None:
+    """(label agreement, correlation of the centered log-probabilities) of two prediction
+    signatures on the same probe; None when they are not comparable."""
+    import base64
+
+    import numpy as np
+
+    keys = ("probe", "size", "classes")
+    if any(a.get(k) != b.get(k) for k in keys) or len(a.get("labels", "")) != len(b.get("labels", "")):
+        return None
+    try:
+        la = np.frombuffer(base64.b64decode(a["logp"]), "<f2").astype(np.float64)
+        lb = np.frombuffer(base64.b64decode(b["logp"]), "<f2").astype(np.float64)
+    except (ValueError, TypeError, KeyError):
+        return None
+    if la.size != lb.size or not la.size:
+        return None
+    agreement = sum(x == y for x, y in zip(a["labels"], b["labels"], strict=True)) / len(a["labels"])
+    la, lb = la - la.mean(), lb - lb.mean()
+    norm = float(np.linalg.norm(la) * np.linalg.norm(lb))
+    return agreement, float(la @ lb / norm) if norm else 0.0
 
 
 _TOKEN = re.compile(r"""
@@ -205,9 +328,37 @@ def _clusters(pairs: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return sorted(out, key=lambda c: (-max(p["similarity"] for p in c["pairs"]), c["students"]))
 
 
+def _prediction_flags(signatures: dict[str, list[tuple[str, dict]]], settings: Settings
+                      ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Clusters of models (per variable) whose prediction signatures agree above the thresholds,
+    and per variable the agreement of all its pairs (how far apart this class's models are)."""
+    thresholds = dict(settings.predictions_agreement)
+    clusters, spread = [], {}
+    for var, entries in sorted(signatures.items()):
+        pairs, agreements = [], []
+        for i, (a, sa) in enumerate(entries):
+            for b, sb in entries[i + 1:]:
+                similarity = prediction_similarity(sa, sb) if a != b else None
+                if similarity is None:
+                    continue
+                agreement, correlation = similarity
+                agreements.append(agreement)
+                limit = thresholds.get(str(sa.get("probe")), max(thresholds.values(), default=1.0))
+                if agreement >= limit and correlation >= settings.predictions_correlation:
+                    pairs.append({"a": a, "b": b, "exact": agreement == 1.0 and correlation > 0.99999,
+                                  "similarity": round(agreement, 4), "correlation": round(correlation, 4)})
+        if agreements:
+            spread[var] = {"pairs": len(agreements), "median": round(statistics.median(agreements), 4),
+                           "max": round(max(agreements), 4)}
+        for cluster in _clusters(pairs):
+            clusters.append({"variable": var, **cluster})
+    return clusters, spread
+
+
 def integrity(results: Iterable[dict[str, Any]], settings: Settings = Settings()) -> dict[str, Any]:
-    """Pairs and clusters of submissions with (near-)identical weights and answers."""
+    """Pairs and clusters of submissions with (near-)identical weights, predictions and answers."""
     models: dict[tuple[str, str], list[tuple[str, dict]]] = defaultdict(list)
+    signatures: dict[str, list[tuple[str, dict]]] = defaultdict(list)
     answers: list[tuple[str, dict]] = []
     for result in results:
         data = result.get("integrity")
@@ -217,6 +368,8 @@ def integrity(results: Iterable[dict[str, Any]], settings: Settings = Settings()
         for var, fp in (data.get("models") or {}).items():
             if isinstance(fp, dict) and fp.get("sha256"):
                 models[(str(var), str(fp.get("arch")))].append((sid, fp))
+            if isinstance(fp, dict) and isinstance(fp.get("predictions"), dict):
+                signatures[str(var)].append((sid, fp["predictions"]))
         fp = data.get("answers")
         long_enough = isinstance(fp, dict) and int(fp.get("tokens") or 0) >= settings.min_answer_tokens
         if long_enough and fp.get("sha256"):
@@ -235,6 +388,7 @@ def integrity(results: Iterable[dict[str, Any]], settings: Settings = Settings()
                     pairs.append({"a": a, "b": b, "exact": exact, "similarity": round(similarity, 6)})
         for cluster in _clusters(pairs):
             weight_clusters.append({"variable": var, "arch": arch, **cluster})
+    prediction_clusters, spread = _prediction_flags(signatures, settings)
 
     pairs = []
     for i, (a, fa) in enumerate(answers):
@@ -243,8 +397,11 @@ def integrity(results: Iterable[dict[str, Any]], settings: Settings = Settings()
             similarity = 1.0 if exact else jaccard(fa.get("minhash") or [], fb.get("minhash") or [])
             if a != b and (exact or similarity >= settings.answers_jaccard):
                 pairs.append({"a": a, "b": b, "exact": exact, "similarity": round(similarity, 4)})
-    return {"settings": dataclasses.asdict(settings), "weights": weight_clusters, "answers": _clusters(pairs),
-            "models_compared": sum(len(v) for v in models.values()), "answers_compared": len(answers)}
+    return {"settings": dataclasses.asdict(settings), "weights": weight_clusters,
+            "predictions": prediction_clusters, "predictions_spread": spread, "answers": _clusters(pairs),
+            "models_compared": sum(len(v) for v in models.values()),
+            "predictions_compared": sum(len(v) for v in signatures.values()),
+            "answers_compared": len(answers)}
 
 
 # ------------------------------------------------------------------------------------ numbers
@@ -331,6 +488,42 @@ def build(results: Sequence[dict[str, Any]], settings: Settings = Settings()) ->
 
 
 # ---------------------------------------------------------------------------------- rendering
+#: ASCII punctuation that Markdown (CommonMark/GFM, Python-Markdown, Jupyter) may give a meaning:
+#: links, images, emphasis, headings, lists, tables, code, math, autolinks. Escaped with "\\"
+#: (``&``, ``<``, ``>`` as entities), so that student text renders as the same characters.
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~:=$])")
+_SECRET_ENV = re.compile(r"TOKEN|SECRET|PASSW|PASSWD|KEY|CREDENTIAL|AUTH|COOKIE|SESSION", re.I)
+_SECRET_TEXT = re.compile(
+    r"-----BEGIN [A-Z0-9 ]*PRIVATE KEY-----[\s\S]*?(?:-----END [A-Z0-9 ]*PRIVATE KEY-----|$)"
+    r"|\$(?:1|2[abxy]?|5|6|7|y|gy|sha1|md5)\$[./A-Za-z0-9$=,]{8,}")  # crypt(3) hashes: /etc/shadow
+REDACTED = "[скрыто]"
+
+
+def md_escape(text: Any) -> str:
+    """Student-controlled text as Markdown that renders as that text: HTML escaped, every
+    Markdown-significant ASCII character backslash-escaped (no link, image, heading, table cell
+    or raw HTML can be injected), lone surrogates written as ``\\udcXX``."""
+    text = str(text).encode("utf-8", "backslashreplace").decode("utf-8")
+    return _MD_SPECIAL.sub(r"\\\1", html.escape(text, quote=False))
+
+
+@functools.cache
+def _env_secrets() -> tuple[str, ...]:
+    return tuple(sorted({v for k, v in os.environ.items() if _SECRET_ENV.search(k) and len(v) >= 8},
+                        key=len, reverse=True))
+
+
+def redact(text: Any) -> str:
+    """Text from the sandbox with what it must never carry out replaced by :data:`REDACTED`:
+    private keys, crypt(3) password hashes and the values of the grader's own secret-looking
+    environment variables (``*TOKEN*``, ``*KEY*``, ...), which the notebook's environment never
+    holds but an unconfined sandbox could read from ``/proc``."""
+    text = _SECRET_TEXT.sub(REDACTED, str(text))
+    for secret in _env_secrets():
+        text = text.replace(secret, REDACTED)
+    return text
+
+
 _PROTECTION_NAMES = {"process_group": "process group", "pid_namespace": "PID namespace",
                      "memory_watchdog": "memory watchdog", "rlimit_memory": "memory rlimit",
                      "network_namespace": "network namespace", "unprivileged_user": "unprivileged user",
@@ -385,6 +578,21 @@ def _tables(data: dict[str, Any]) -> list[tuple[str, str, list[str], list[list[s
                      f"of the weight sketches ≥ {cfg['weights_cosine']} (same variable and architecture). "
                      f"{integ['models_compared']} model(s) compared."
                      + ("" if weight_rows else " Nothing flagged.")))
+    prediction_rows = [[c["variable"], ", ".join(c["students"]), _pairs(c["pairs"], "agreement {:.3f}")]
+                       for c in integ["predictions"]]
+    prediction_rows += [[var, f"all {v['pairs']} pair(s)", f"median agreement {v['median']:.3f}, "
+                         f"max {v['max']:.3f}"] for var, v in integ["predictions_spread"].items()]
+    limits = ", ".join(f"{probe} {value}" for probe, value in cfg["predictions_agreement"])
+    sections.append(("predictions", "Integrity: what the models compute", ["model", "students", "pairs"],
+                     prediction_rows,
+                     f"{DISCLAIMER} Each loaded model predicts the grader's fixed probe images (test images "
+                     f"and blends of two); flagged: the same predicted class on at least this share of them "
+                     f"({limits}) and correlation of the log-probabilities "
+                     f"≥ {cfg['predictions_correlation']}. Permuted hidden units leave the predictions "
+                     "unchanged, and small noise on the weights changes few of them. "
+                     "Independently trained models of the course's recipes agree on at most 0.92 (MNIST) "
+                     "and 0.72 (CIFAR-10) of the probe (docs/maintainers.md); the last rows give this "
+                     f"class's spread. {integ['predictions_compared']} model(s) compared."))
     answer_rows = [[", ".join(c["students"]), _pairs(c["pairs"], "Jaccard ≈ {:.2f}")]
                    for c in integ["answers"]]
     sections.append(("answers", "Integrity: answer cells", ["students", "pairs"], answer_rows,
@@ -397,7 +605,7 @@ def _tables(data: dict[str, Any]) -> list[tuple[str, str, list[str], list[list[s
 
 
 def _md_cell(text: str) -> str:
-    return html.escape(text.replace("\\", "\\\\"), quote=False).replace("|", "\\|").replace("\n", " ")
+    return md_escape(" ".join(str(text).split()))
 
 
 def render_markdown(data: dict[str, Any], histogram_file: str | None = "report_histogram.png") -> str:
