@@ -89,7 +89,7 @@ def test_report_files_escape_and_embed(tmp_path: Path) -> None:
     the HTML as a PNG and linked from the Markdown, and a student's message escaped?"""
     results = synthetic()
     for failing in results[2:5]:  # the most common failure of test_public
-        failing["questions"]["q1"]["cases"][0]["message"] = "<script>alert(1)</script> | x"
+        failing["questions"]["q1"]["cases"][0]["message"] = "<script>alert(1)</script> | x ![t](http://e/p.png)"
     data = report.write_report(results, tmp_path)
     assert json.loads((tmp_path / "report.json").read_text()) == json.loads(json.dumps(data))
     page = (tmp_path / "report.html").read_text()
@@ -99,7 +99,9 @@ def test_report_files_escape_and_embed(tmp_path: Path) -> None:
     md = (tmp_path / "report.md").read_text()
     assert "![histogram of totals](report_histogram.png)" in md
     assert (tmp_path / "report_histogram.png").read_bytes().startswith(b"\x89PNG")
-    assert "&lt;script&gt;alert(1)&lt;/script&gt; \\| x" in md  # one table cell, no raw HTML
+    # one table cell: no raw HTML, no image or link
+    assert r"&lt;script&gt;alert\(1\)&lt;/script&gt; \| x \!\[t\]\(http\://e/p\.png\)" in md
+    assert "<script>" not in md and "](http" not in md
     assert "network namespace | 5/5" in md and "not proof" in md
 
 
@@ -262,4 +264,76 @@ def test_grade_folder_writes_report_and_flags_copies(autograder: Path, tmp_path:
     assert flags == [(["alice", "bob_copy"], True)]
     page = (out / "report.html").read_text()
     assert page.startswith("<!DOCTYPE html>") and DATA in page and "alice ~ bob_copy: identical" in page
-    assert "alice ~ bob_copy: identical" in (out / "report.md").read_text()
+    assert r"alice \~ bob\_copy\: identical" in (out / "report.md").read_text()
+
+
+# --------------------------------------------------------------------- prediction signatures
+FIXTURES = Path(__file__).resolve().parents[2]
+
+
+def _committed(lab: str, where: str, variable: str) -> list[Any]:
+    keras = pytest.importorskip("keras")
+    folder = FIXTURES / where / lab / "artifacts"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    return [keras.saving.load_model(folder / e["file"], compile=False, safe_mode=True)
+            for e in manifest.values() if variable in e["variables"] and (folder / e["file"]).exists()]
+
+
+def _permuted(model: Any, seed: int = 0) -> Any:
+    """The same function: the output channels of the first Conv2D (and its BatchNormalization)
+    and the input channels of the next weighted layer permuted."""
+    keras = pytest.importorskip("keras")
+    clone = keras.models.clone_model(model)
+    clone.set_weights(model.get_weights())
+    layers = [layer for layer in clone.layers if layer.weights]
+    first = next(i for i, layer in enumerate(layers) if type(layer).__name__ == "Conv2D")
+    after = first + 1
+    while type(layers[after]).__name__ == "BatchNormalization":
+        after += 1
+    w = layers[first].get_weights()
+    p = np.random.default_rng(seed).permutation(w[0].shape[-1])
+    layers[first].set_weights([w[0][..., p], *(b[p] for b in w[1:])])
+    for bn in layers[first + 1:after]:
+        bn.set_weights([v[p] for v in bn.get_weights()])
+    nxt = layers[after].get_weights()
+    layers[after].set_weights([nxt[0][..., p, :], *nxt[1:]])
+    return clone
+
+
+def _noisy(model: Any, sigma: float = 0.1, seed: int = 1) -> Any:
+    """Gaussian noise of sigma × (each weight matrix's std) on every kernel."""
+    keras = pytest.importorskip("keras")
+    rng = np.random.default_rng(seed)
+    clone = keras.models.clone_model(model)
+    clone.set_weights([w + rng.normal(0, sigma * w.std(), w.shape).astype(w.dtype) if w.ndim > 1 else w
+                       for w in model.get_weights()])
+    return clone
+
+
+@pytest.mark.parametrize(("lab", "variable"), [("lab5_cnn", "model2"), ("lab5_cnn", "model4")])
+def test_prediction_signatures_flag_permuted_and_noisy_copies_not_honest_pairs(
+        lab: str, variable: str) -> None:
+    """On the committed models (the reference and the independently trained fixtures of other
+    scenarios): are a copy with permuted channels (weights fingerprint defeated) and a copy with
+    noise on its weights flagged by their predictions, and are the honest pairs not?"""
+    pytest.importorskip("convlab.datasets").datasets_root() or pytest.skip("needs CONVLAB_DATASETS")
+    reference = _committed(lab, "solutions", variable)[0]
+    honest = _committed(lab, "tests/fixtures", variable)
+    assert honest, "no independently trained model of this variable"
+    permuted, noisy = _permuted(reference), _noisy(reference)
+    models = {"ref": reference, "perm": permuted, "noisy": noisy,
+              **{f"honest{i}": m for i, m in enumerate(honest)}}
+    results = [{"student_id": sid, "integrity": {"models": {variable: {
+        **report.weights_fingerprint(m.get_weights()), "predictions": report.prediction_signature(m)}}}}
+        for sid, m in models.items()]
+    data = report.integrity(results)
+    assert not data["weights"] or "perm" not in data["weights"][0]["students"]  # the dodge works there
+    flagged = {(p["a"], p["b"]) for c in data["predictions"] for p in c["pairs"]}
+    assert {("ref", "perm"), ("ref", "noisy")} <= flagged
+    assert not any(a.startswith("honest") or b.startswith("honest") for a, b in flagged), flagged
+    spread = data["predictions_spread"][variable]
+    assert spread["pairs"] == len(models) * (len(models) - 1) // 2 and spread["max"] == 1.0
+    sig = report.prediction_signature(reference)
+    assert sig == report.prediction_signature(reference)  # deterministic
+    assert sig["probe"].endswith("-test+blends") and len(sig["labels"]) == report.PROBE_SIZE
+    json.dumps(sig)  # plain data
