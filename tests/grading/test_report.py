@@ -337,3 +337,47 @@ def test_prediction_signatures_flag_permuted_and_noisy_copies_not_honest_pairs(
     assert sig == report.prediction_signature(reference)  # deterministic
     assert sig["probe"].endswith("-test+blends") and len(sig["labels"]) == report.PROBE_SIZE
     json.dumps(sig)  # plain data
+
+
+INJECT = "<script>alert(1)</script> [клик](http://evil.example/x) ![i](http://evil.example/t.png) =1+1"
+
+
+def test_grade_folder_outputs_are_safe_to_open(autograder: Path, tmp_path: Path) -> None:  # noqa: F811
+    """Through grade_folder on real kernels, a notebook whose answer and printed output carry
+    HTML, Markdown links and images and a secret-looking key, under a non-UTF-8 formula-like file
+    name: is the text escaped in feedback .md/.html, Gradescope output plain text, the gradebook
+    cell neutralized, the feedback notebook the student's own cells (no grader cells, no HTML
+    output), the key redacted; and does the honest student beside it grade normally?"""
+    import csv
+    import os
+
+    subs = tmp_path / "subs"
+    notebook(subs, "honest.ipynb", SETUP, *HONEST)
+    evil = notebook(subs, "evil.ipynb", SETUP,
+                    f"x = {INJECT!r}\nlst = [1, 2, 3]\nprint(x)\n"
+                    "print('-----BEGIN RSA PRIVATE KEY-----\\nMIIE\\n-----END RSA PRIVATE KEY-----')\n"
+                    "from IPython.display import HTML, display\n"
+                    "display(HTML('<img src=x onerror=alert(2)>'))",
+                    "grader.check('q1')")
+    os.rename(evil, os.path.join(os.fsencode(subs), "=Иванов".encode("cp1251") + b".ipynb"))
+    out = tmp_path / "out"
+    results = {r["student_id"]: r for r in grade.grade_folder(config(autograder), subs, out, progress=False)}
+    assert results["honest"]["total"] == 4.0
+    (sid,) = [k for k in results if k != "honest"]
+    assert results[sid]["status"] == "ok" and results[sid]["file"] == r"=\xc8\xe2\xe0\xed\xee\xe2.ipynb"
+    md = (out / "feedback" / f"{sid}.md").read_text()
+    assert "<script>" not in md and "](http" not in md and "&lt;script&gt;" in md
+    page = (out / "feedback" / f"{sid}.html").read_text()
+    assert "<script>" not in page and "&lt;script&gt;" in page
+    gradescope = json.loads((out / "gradescope" / sid / "results.json").read_text())
+    assert gradescope["output_format"] == "text"
+    assert all(t["output_format"] == "text" for t in gradescope["tests"])
+    with (out / "gradebook.csv").open(newline="", encoding="utf-8") as f:
+        rows = {r["student_id"]: r for r in csv.DictReader(f)}
+    assert rows[sid]["file"].startswith("'=")
+    nb = json.loads((out / "feedback" / f"{sid}.ipynb").read_text())
+    sources = [c["source"] for c in nb["cells"]]
+    assert sources[0] == SETUP and not any("_convlab" in s for s in sources)
+    text = json.dumps([c.get("outputs") for c in nb["cells"]], ensure_ascii=False)
+    assert "PRIVATE KEY" not in text and "text/html" not in text and "onerror" not in text
+    assert "[скрыто]" in text and "evil.example" in text  # the student's own print, as plain text
