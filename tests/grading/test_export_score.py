@@ -460,7 +460,8 @@ def test_feedback_can_hide_hidden_details() -> None:
             {"name": "q1 - 1", "points": 1, "hidden": False, "passed": False, "message": "открытое <b>"},
             {"name": "q1 - 2", "points": 2, "hidden": True, "passed": False, "message": "тайна"}]}}}
     shown = grade.feedback_markdown(result)
-    assert "открытое <b>" in shown and "тайна" in shown and "| q1 | 1 | 3 |" in shown
+    assert "открытое &lt;b&gt;" in shown and "<b>" not in shown and "тайна" in shown
+    assert "| q1 | 1 | 3 |" in shown
     hidden = grade.feedback_markdown(result, hide_hidden=True)
     assert "тайна" not in hidden and "скрытая проверка не пройдена" in hidden
     page = grade.feedback_html(result, hide_hidden=True)

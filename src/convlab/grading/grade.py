@@ -6,14 +6,19 @@ submission's notebook in the sandbox, exporting plain data) then phase 2
 returns the result dict that ``run_batch`` stores. It keeps the executed notebook in
 ``scratch/executed.ipynb`` and removes the sandbox's working directory. While scoring it records,
 for the class report and the feedback (:class:`_Collector`): ``integrity.models[var]`` (weights
-fingerprint of each loaded Keras model), ``integrity.answers`` (fingerprint of the submitted
+fingerprint of each loaded Keras model, with its ``predictions`` signature on the grader's probe:
+:func:`convlab.grading.report.prediction_signature`), ``integrity.answers`` (fingerprint of the submitted
 answer cells, read as plain JSON), ``histories[var]`` (each model's fit history as plain lists)
 and ``figures[var]`` (the values that :data:`FEEDBACK_FIGURES` asks to draw).
 
 :func:`grade_folder` grades a folder (the ``convlab grade`` command): the gradebook CSV,
 ``results/<id>.json``, ``gradescope/<id>/results.json``, ``feedback/<id>.md`` / ``.html`` /
 ``.ipynb`` (pictures in ``feedback/<id>/``) and the class report ``report.html`` / ``.md`` /
-``.json`` (:mod:`convlab.grading.report`).
+``.json`` (:mod:`convlab.grading.report`). Every output is safe to open: student text escaped for
+its format (:func:`~convlab.grading.report.md_escape`, ``html.escape``, Gradescope ``text``
+output, :func:`~convlab.grading.batch.csv_text`), sandbox text redacted
+(:func:`~convlab.grading.report.redact`), the feedback notebook rebuilt from the submitted cells
+(:func:`feedback_notebook`).
 """
 
 from __future__ import annotations
@@ -286,8 +291,11 @@ def plain_matrix(value: Any) -> list[list[int]] | None:
 
 
 class _Collector:
-    """``score.score``'s observer: fingerprints and histories of the loaded models, and the values
-    to draw in the feedback. A value seen in several questions keeps its last snapshot."""
+    """``score.score``'s observer: fingerprints, prediction signatures and histories of the loaded
+    models, and the values to draw in the feedback. A value seen in several questions keeps its
+    last snapshot. Whatever runs the scoring (this process, or a confined scorer process) calls
+    :func:`report.weights_fingerprint` and :func:`report.prediction_signature` on each model it
+    loaded; both return plain JSON data."""
 
     def __init__(self, wanted: Mapping[str, str]) -> None:
         self.wanted = dict(wanted)
@@ -350,6 +358,17 @@ def protection_warnings(protections: dict[str, bool]) -> list[str]:
             "by it) and without Landlock: it could write the grader's files; see docs/maintainers.md"]
 
 
+def _redacted(value: Any) -> Any:
+    """``value`` (plain data) with :func:`redact` applied to every string in it."""
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, dict):
+        return {k: _redacted(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_redacted(v) for v in value]
+    return value
+
+
 def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> dict[str, Any]:
     """Grade one submission in two phases; the submission's code never runs in this process."""
     tests = score.load_tests(Path(config.tests))  # fresh: scoring records results on them
@@ -386,6 +405,7 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
             import keras
 
             keras.backend.clear_session()
+    result = _redacted(result)  # messages quote values, the reason is the sandbox's stderr
     result_warnings = protection_warnings(execution.protections)
     if result_warnings:
         result["warnings"] = result_warnings

@@ -10,7 +10,7 @@ scripts), ``report.md`` and a standalone ``report.html`` (pictures embedded as b
   message;
 * the slowest submissions (grading time, execution time, peak memory);
 * the sandbox protections in force (``execution.protections``) and the results' warnings;
-* integrity: submissions whose trained weights, or whose answer cells, are identical or
+* integrity: submissions whose trained weights, predictions or answer cells are identical or
   near-identical (:func:`integrity`). A flag is a reason to look, not a proof.
 
 The fingerprints are made by :func:`convlab.grading.grade.grade_one`, the only place that sees
@@ -23,6 +23,13 @@ the loaded models and the submitted notebook, and stored in ``result["integrity"
   sketch cosine similarity ≥ ``Settings.weights_cosine`` (a projection keeps the angle between
   two weight vectors up to ~1/sqrt(32) relative error: 0.999 flags weights a couple of degrees
   apart, such as a copy trained one more epoch, not independently trained models).
+* ``models[var]["predictions"]`` (:func:`prediction_signature`): what the model computes on the
+  grader's fixed probe (:func:`probe_images`: test images and blends of two), as predicted
+  classes and centered log-probabilities. Permuting hidden units leaves it unchanged and noise on
+  the weights changes few predictions, while independently trained models disagree on many
+  blends; two models of one variable are flagged when their predicted classes agree on at least
+  ``Settings.predictions_agreement`` (per probe) of the probe and their log-probabilities
+  correlate ≥ ``Settings.predictions_correlation``.
 * ``answers`` (:func:`answer_fingerprint`): the submitted notebook's code cells, minus the cells
   identical to the student template's, tokenized with comments and whitespace dropped;
   ``sha256`` of that text (exact copies up to comments, blank lines and spacing) and a MinHash
