@@ -360,10 +360,15 @@ def test_grade_folder_outputs_are_safe_to_open(autograder: Path, tmp_path: Path)
                     "display(HTML('<img src=x onerror=alert(2)>'))",
                     "grader.check('q1')")
     os.rename(evil, os.path.join(os.fsencode(subs), "=Иванов".encode("cp1251") + b".ipynb"))
+    long = notebook(subs, "long.ipynb", SETUP, *HONEST)
+    os.rename(long, subs / ("-" + "я" * 120 + ".ipynb"))  # 247 bytes, a leading dash
     out = tmp_path / "out"
-    results = {r["student_id"]: r for r in grade.grade_folder(config(autograder), subs, out, progress=False)}
+    graded = grade.grade_folder(config(autograder), subs, out, progress=False)
+    results = {r["student_id"]: r for r in graded}
     assert results["honest"]["total"] == 4.0
-    (sid,) = [k for k in results if k != "honest"]
+    (long_id,) = [k for k in results if k.startswith("я")]
+    assert results[long_id]["total"] == 4.0 and (out / "feedback" / f"{long_id}.html").is_file()
+    (sid,) = [k for k in results if k not in ("honest", long_id)]
     assert results[sid]["status"] == "ok" and results[sid]["file"] == r"=\xc8\xe2\xe0\xed\xee\xe2.ipynb"
     md = (out / "feedback" / f"{sid}.md").read_text()
     assert "<script>" not in md and "](http" not in md and "&lt;script&gt;" in md
@@ -381,3 +386,5 @@ def test_grade_folder_outputs_are_safe_to_open(autograder: Path, tmp_path: Path)
     text = json.dumps([c.get("outputs") for c in nb["cells"]], ensure_ascii=False)
     assert "PRIVATE KEY" not in text and "text/html" not in text and "onerror" not in text
     assert "[скрыто]" in text and "evil.example" in text  # the student's own print, as plain text
+    again = grade.grade_folder(config(autograder), subs, out, progress=False)  # resumes: nothing graded
+    assert [r["duration_s"] for r in again] == [r["duration_s"] for r in graded]
