@@ -100,8 +100,9 @@ def cmd_grade(args: argparse.Namespace) -> int:
               f"/{result.get('max_total', 0):g}")
     flags = json.loads((Path(args.output) / "report.json").read_text())["integrity"]
     print(f"gradebook: {Path(args.output) / 'gradebook.csv'}; class report: "
-          f"{Path(args.output) / 'report.html'} ({len(flags['weights'])} weight and "
-          f"{len(flags['answers'])} answer integrity flag(s))")
+          f"{Path(args.output) / 'report.html'} ({len(flags['weights'])} weight, "
+          f"{len(flags.get('predictions', []))} prediction and {len(flags['answers'])} answer "
+          "integrity flag(s))")
     return 0
 
 
