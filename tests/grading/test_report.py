@@ -403,3 +403,41 @@ def test_grade_folder_outputs_are_safe_to_open(autograder: Path, tmp_path: Path)
     assert "[скрыто]" in text and "evil.example" in text  # the student's own print, as plain text
     again = grade.grade_folder(config(autograder), subs, out, progress=False)  # resumes: nothing graded
     assert [r["duration_s"] for r in again] == [r["duration_s"] for r in graded]
+
+
+def test_feedback_notebook_is_the_students_own_with_capped_plain_outputs() -> None:
+    """Is the feedback notebook made of the submitted cells (not the sandbox's copy of them, no
+    grader cells, no otter_ignore cells), with outputs reduced to text, errors and real PNGs (no
+    HTML, JavaScript or SVG), a huge print cut with a note while the cell's error is kept?"""
+    import nbformat
+
+    png = base64.b64encode(b"\x89PNG\r\n\x1a\n" + b"\x00" * 16).decode()
+    submitted = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("print('a')"), nbformat.v4.new_markdown_cell("# текст"),
+        nbformat.v4.new_code_cell("secret()", metadata={"tags": ["otter_ignore"]}),
+        nbformat.v4.new_code_cell("print('b' * 10**6)\nraise RuntimeError")])
+    shown = [
+        {"cell_type": "code", "source": "SEED = 42\nprint('a')", "execution_count": 2, "outputs": [
+            {"output_type": "stream", "name": "stdout", "text": "a\n"},
+            {"output_type": "display_data", "metadata": {}, "data": {
+                "text/html": "<script>x</script>", "application/javascript": "x()",
+                "image/svg+xml": "<svg onload=x>", "text/plain": "<HTML>", "image/png": png}},
+            {"output_type": "display_data", "metadata": {}, "data": {"image/png": "bm90IGEgcG5n"}}]},
+        {"cell_type": "markdown", "source": "# поддельный текст"},
+        {"cell_type": "code", "source": "SEED = 42\nprint('b')", "execution_count": 3, "outputs": [
+            {"output_type": "stream", "name": "stdout", "text": "b" * 10**6},
+            {"output_type": "stream", "name": "stdout", "text": "more"},
+            {"output_type": "error", "ename": "RuntimeError", "evalue": "", "traceback": ["RuntimeError"]}]}]
+    grader_cell = {"cell_type": "code", "source": "import convlab.grading.exporter", "outputs": []}
+    executed = {"cells": [grader_cell, *shown, grader_cell]}
+    nb = grade.feedback_notebook(submitted, json.dumps(executed).encode())
+    assert [c["source"] for c in nb["cells"]] == [
+        "print('a')", "# текст", "print('b' * 10**6)\nraise RuntimeError"]
+    first, _, last = nb["cells"]
+    assert [o["output_type"] for o in first["outputs"]] == ["stream", "display_data"]
+    assert first["outputs"][1]["data"] == {"text/plain": "<HTML>", "image/png": png}
+    assert [o.get("name", o["output_type"]) for o in last["outputs"]] == ["stdout", "stderr", "error"]
+    assert len(last["outputs"][0]["text"]) == grade.FEEDBACK_CELL_OUTPUT
+    assert "обрезан" in last["outputs"][1]["text"]
+    nbformat.validate(nbformat.from_dict(nb))
+    assert grade.feedback_notebook(submitted, b"not json")["cells"][0]["outputs"] == []

@@ -129,7 +129,7 @@ def _outputs(outputs: Any, budget: list[int]) -> list[dict[str, Any]]:
     widgets or metadata), secrets redacted, at most :data:`FEEDBACK_CELL_OUTPUT` characters per
     cell and ``budget[0]`` in all (then one note)."""
     kept: list[dict[str, Any]] = []
-    used = 0
+    used, cut = 0, False
     for out in outputs if isinstance(outputs, list) else []:
         if not isinstance(out, dict):
             continue
@@ -155,17 +155,28 @@ def _outputs(outputs: Any, budget: list[int]) -> list[dict[str, Any]]:
                 if kind == "execute_result":
                     count = out.get("execution_count")
                     item["execution_count"] = _count(count)
-        if item is None:
+        if item is None or (cut and kind != "error"):
             continue
-        size = len(json.dumps(item))
-        if used + size > FEEDBACK_CELL_OUTPUT or size > budget[0]:
+        size = _size(item)
+        room = min(FEEDBACK_CELL_OUTPUT - used, budget[0])
+        if size > room and kind != "error":  # a cell's error is always kept (trimmed above)
+            if kind == "stream" and room > 0:
+                kept.append({**item, "text": item["text"][:room]})
             kept.append({"output_type": "stream", "name": "stderr", "text": FEEDBACK_CUT_NOTE})
-            budget[0] = max(0, budget[0] - len(FEEDBACK_CUT_NOTE))
-            break
+            budget[0] = max(0, budget[0] - max(room, 0))
+            cut = True
+            continue
         used += size
-        budget[0] -= size
+        budget[0] = max(0, budget[0] - size)
         kept.append(item)
     return kept
+
+
+def _size(item: dict[str, Any]) -> int:
+    """Characters of an output's text and data."""
+    parts = [item.get("text", ""), item.get("evalue", ""), *item.get("traceback", []),
+             *(item.get("data") or {}).values()]
+    return sum(len(p) for p in parts if isinstance(p, str))
 
 
 def feedback_notebook(submitted: Any, executed: bytes | None) -> dict[str, Any]:
