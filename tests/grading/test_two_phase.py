@@ -241,6 +241,8 @@ def test_lab5_solution_gets_full_marks(tmp_path: Path, datasets_root: Path) -> N
     assert sorted(result["scores"]) == tests
     assert result["scores"] == result["possible"], result["messages"]
     assert result["total"] == result["max_total"] == 37
+    models = result["integrity"]["models"]  # every trained model has its prediction signature
+    assert models and all(fp["predictions"]["probe"].endswith("-test+blends") for fp in models.values())
 
 
 def test_sweep_removes_only_unclaimed_workdirs(tmp_path: Path) -> None:
