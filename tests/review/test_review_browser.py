@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import HOSTILE
+from review_batch import HOSTILE
 
 from convlab.grading import manual
 
