@@ -28,14 +28,22 @@ HOSTILE = ('<script>window.pwned = 1</script><img src=x onerror="window.pwned=2"
            '[клик](javascript:window.pwned=3) <iframe src="http://example.org"></iframe>')
 
 
-def png(width: int = 4, height: int = 3) -> bytes:
-    """A valid little RGB PNG."""
+def png(width: int = 240, height: int = 120) -> bytes:
+    """A valid RGB PNG: a sigmoid curve on white."""
+    import math
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    curve = {x: round((height - 10) * (1 - 1 / (1 + math.exp(-(x - width / 2) / 20)))) + 5
+             for x in range(width)}
+    rows = []
+    for y in range(height):
+        pixels = b"".join(b"\x1f\x4e\xb4" if abs(curve[x] - y) <= 1 else b"\xff\xff\xff"
+                          for x in range(width))
+        rows.append(b"\x00" + pixels)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+            + chunk(b"IDAT", zlib.compress(b"".join(rows))) + chunk(b"IEND", b""))
 
 
 PNG64 = base64.b64encode(png()).decode()

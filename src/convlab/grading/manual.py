@@ -302,6 +302,8 @@ def prepare(out: Path, submissions: Iterable[batch.Submission], master: Path,
         for name, answer in answers.items():
             per_question[name][submission.student_id] = answer
     rubrics = load_rubric(rubric, questions) if rubric is not None else {}
+    batch.write_atomic(folder / "status.json", _dump({q: {sid: a["status"] for sid, a in per.items()}
+                                                       for q, per in per_question.items()}))
     for question in questions:
         batch.write_atomic(folder / "answers" / f"{question.name}.json", _dump(per_question[question.name]))
         items = rubrics.get(question.name) or default_rubric(question.points)
@@ -435,8 +437,28 @@ def grade_score(data: Mapping[str, Any], student: str) -> float | None:
     return round(min(max(total, 0.0), float(data.get("points") or 0)), 4)
 
 
+_ANSWERS: dict[Path, tuple[int, dict[str, dict[str, Any]]]] = {}
+
+
 def answers(out: Path, question: str) -> dict[str, dict[str, Any]]:
-    data = _read_json(manual_folder(out) / "answers" / f"{question}.json", {})
+    """Every extracted answer to ``question`` (kept in memory while the file is unchanged)."""
+    if not _NAME.fullmatch(question):
+        return {}
+    path = (manual_folder(out) / "answers" / f"{question}.json").resolve()
+    try:
+        stamp = path.stat().st_mtime_ns
+    except OSError:
+        return {}
+    cached = _ANSWERS.get(path)
+    if cached is None or cached[0] != stamp:
+        data = _read_json(path, {})
+        _ANSWERS[path] = cached = (stamp, data if isinstance(data, dict) else {})
+    return cached[1]
+
+
+def statuses(out: Path) -> dict[str, dict[str, str]]:
+    """``{question: {student: "ok" | "empty" | "missing"}}`` of the extracted answers."""
+    data = _read_json(manual_folder(out) / "status.json", {})
     return data if isinstance(data, dict) else {}
 
 
@@ -451,11 +473,13 @@ def manual_results(out: Path) -> dict[str, dict[str, dict[str, Any]]]:
     every extracted answer; empty and missing answers not graded by a person score 0."""
     store = GradeStore(out)
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    status = statuses(out)
     for question in load_questions(out):
         name = question["name"]
         data = store.load(name)
         rubric = {item["id"]: item for item in data["rubric"]}
-        for student, answer in answers(out, name).items():
+        for student, state in (status.get(name) or {}).items():
+            answer = {"status": state}
             grade = data["grades"].get(student) or {}
             score = grade_score(data, student)
             auto_zero = score is None and answer.get("status") in ("empty", "missing")
