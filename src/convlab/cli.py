@@ -194,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("review", help="grade the manual questions in a local web page")
     p.add_argument("output", help="output folder of convlab grade")
-    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--port", type=int, default=8765, help="port (0: any free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--names", action="store_true", help="show student ids instead of anonymous numbers")
     p.add_argument("--grader", default="", help="your name, recorded with each grade")

@@ -202,6 +202,8 @@ def test_merge_then_regrade_keeps_manual_scores(graded: dict[str, Any]) -> None:
     assert rows["petrova"]["q_text"] == "" and rows["petrova"]["manual_graded"] == "0/2"
     feedback = (out / "feedback" / "ivanov.md").read_text(encoding="utf-8")
     assert feedback.count("Вопросы, проверенные преподавателем") == 1 and "Механизм не объяснён." in feedback
+    page = (out / "feedback" / "ivanov.html").read_text(encoding="utf-8")
+    assert page.count("Механизм не объяснён.") == 1 and page.index("Механизм") < page.index("</body>")
     gs = json.loads((out / "gradescope" / "ivanov" / "results.json").read_text())
     assert gs["score"] == 4.0 and [t["name"] for t in gs["tests"]][-2:] == ["q_text", "q_plot"]
     report = json.loads((out / "report.json").read_text())
@@ -297,3 +299,33 @@ def test_make_batch_is_reproducible(tmp_path: Path) -> None:
     second = make_batch(tmp_path / "b")["out"]
     for q in ("q_text", "q_plot"):
         assert manual.answers(first, q) == manual.answers(second, q)
+
+
+def test_review_command_serves_the_page_with_its_token(graded: dict[str, Any]) -> None:
+    """``convlab review <out>``: one command, prints the URL with the token; without it, 403."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    process = subprocess.Popen([sys.executable, "-m", "convlab", "review", str(graded["out"]), "--port", "0"],
+                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        line = process.stdout.readline()
+        assert line.startswith("review page: http://127.0.0.1:"), line
+        url = line.split(": ", 1)[1].strip()
+        import http.cookiejar
+
+        browser = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+        with browser.open(url, timeout=20) as response:  # the token, then the session cookie
+            page = response.read().decode()
+        assert "q_text" in page and "q_plot" in page
+        with pytest.raises(urllib.error.HTTPError, match="403"):
+            urllib.request.urlopen(url.split("?")[0], timeout=20)
+        with pytest.raises(urllib.error.HTTPError, match="403"):
+            urllib.request.urlopen(url.split("?")[0] + "?token=wrong", timeout=20)
+    finally:
+        process.send_signal(signal.SIGINT)
+        process.wait(20)

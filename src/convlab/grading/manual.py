@@ -595,14 +595,17 @@ def merge_gradebook(path: Path, manual: Mapping[str, Mapping[str, Mapping[str, A
 _MD_MARK = ("<!-- manual -->", "<!-- /manual -->")
 
 
-def _splice(text: str, section: str, before: str | None) -> str:
+def _splice(text: str, section: str, *before: str) -> str:
+    """``text`` with its manual section replaced, else inserted before the first of ``before``
+    found (from the end), else appended."""
     start, end = _MD_MARK
     if start in text and end in text:
         head, rest = text.split(start, 1)
-        return head + section + rest.split(end, 1)[1]
-    if before and before in text:
-        head, tail = text.rsplit(before, 1)
-        return head + section + before + tail
+        return head + section + rest.split(end, 1)[1].removeprefix("\n")
+    for anchor in before:
+        if anchor in text:
+            head, tail = text.rsplit(anchor, 1)
+            return head + section + anchor + tail
     return text + section
 
 
@@ -700,7 +703,7 @@ def _report(out: Path, rows: list[dict[str, Any]]) -> None:
     body += ["</table>", _MD_MARK[1]]
     if (out / "report.md").is_file():
         batch.write_atomic(out / "report.md", _splice((out / "report.md").read_text(encoding="utf-8"),
-                                                      "\n".join(md) + "\n", None))
+                                                      "\n".join(md) + "\n"))
     if (out / "report.html").is_file():
         batch.write_atomic(out / "report.html", _splice((out / "report.html").read_text(encoding="utf-8"),
                                                         "\n".join(body) + "\n", "</body>"))
@@ -730,7 +733,8 @@ def merge(out: Path) -> dict[str, Any]:
             batch.write_atomic(feedback / f"{student}.md", _splice(text, md, "## Графики"))
         if (feedback / f"{student}.html").is_file():
             text = (feedback / f"{student}.html").read_text(encoding="utf-8")
-            batch.write_atomic(feedback / f"{student}.html", _splice(text, body, "<h2>Графики</h2>"))
+            batch.write_atomic(feedback / f"{student}.html",
+                               _splice(text, body, "<h2>Графики</h2>", "</body>"))
         results = out / "gradescope" / student / "results.json"
         if results.is_file():
             _gradescope(results, grades, questions)

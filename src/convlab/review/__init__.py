@@ -159,6 +159,14 @@ def create_app(out: Path, *, token: str | None = None, names: bool = False, grad
 def serve(out: Path, *, host: str = "127.0.0.1", port: int = 8765, names: bool = False,
           grader: str = "") -> None:
     """Run the review app until interrupted; prints the URL with its token."""
+    from werkzeug.serving import make_server
+
     app = create_app(out, names=names, grader=grader)
-    print(f"review page: http://{host}:{port}/?token={app.config['TOKEN']}", flush=True)
-    app.run(host=host, port=port, threaded=True, use_reloader=False)
+    server = make_server(host, port, app, threaded=True)  # port 0: a free one
+    print(f"review page: http://{host}:{server.server_port}/?token={app.config['TOKEN']}", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
