@@ -142,6 +142,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"export failed: {error}", file=sys.stderr)
         return 2
     print(f"{args.lms}: {count} students -> {dest}")
+    left = sum(row["answers"] - row["graded"] for row in manual.progress(out))
+    if left:
+        print(f"warning: {left} manual answer(s) not graded yet, counted as 0 (convlab review {out})",
+              file=sys.stderr)
     return 0
 
 

@@ -263,6 +263,10 @@ def test_cli_export_and_review_export(graded: dict[str, Any], tmp_path: Path, ca
     mapping = _mapping(tmp_path / "map.csv", [("ivanov.ipynb", "1", "И")])
     assert main(["export", str(out), "--lms", "moodle", "--mapping", str(mapping)]) == 2
     assert "map to no student" in capsys.readouterr().err
+    full = _mapping(tmp_path / "full.csv", [(f"{s}.ipynb", s, s) for s in ("ivanov", "petrova", "sidorov",
+                                                                           "smirnova")])
+    assert main(["export", str(out), "--lms", "canvas", "--mapping", str(full)]) == 0
+    assert "5 manual answer(s) not graded yet" in capsys.readouterr().err  # 3 q_text + 2 q_plot
     assert main(["review", str(out), "--export"]) == 0
     assert "q_text: 1/4 graded" in capsys.readouterr().out  # smirnova's deleted question counts as 0
 

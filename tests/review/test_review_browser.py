@@ -100,6 +100,7 @@ def test_grade_a_question_in_the_browser(server: tuple[str, Path], page: Any) ->
     assert any("<script>" in text for text in seen)  # ... and was shown as text
     assert page.locator(".answer script, .answer iframe, .answer img[onerror]").count() == 0
 
+    assert page.inner_text("#graded") == "4"  # progress follows the saves
     page.reload()
     assert page.locator("input.item:checked").count() == 2
     assert page.input_value("#comment").startswith("Комментарий 3")

@@ -136,7 +136,9 @@ def create_app(out: Path, *, token: str | None = None, names: bool = False, grad
             state = store.set_grade(name, student_at(name, n), items=items, comment=comment, grader=grader)
         except manual.ManualError as error:
             return jsonify(error=str(error)), 400
-        return jsonify(items=state["items"], comment=state["comment"], score=state["score"])
+        results = manual.manual_results(out).values()
+        graded = sum(1 for grades in results if grades.get(name, {}).get("graded"))
+        return jsonify(items=state["items"], comment=state["comment"], score=state["score"], graded=graded)
 
     @app.post("/api/q/<name>/rubric")
     def rubric(name: str) -> Any:

@@ -34,6 +34,8 @@
     show("сохранение…");
     pending = pending.then(() => post(saveUrl, body)).then((data) => {
       score.textContent = data.score === null ? "—" : String(data.score);
+      document.getElementById("graded").textContent = String(data.graded);
+      document.getElementById("progress").value = data.graded;
       show("сохранено");
     }).catch((e) => show("не сохранено: " + e.message, true));
     return pending;
