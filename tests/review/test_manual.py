@@ -66,6 +66,15 @@ def test_student_template_answers_are_empty_and_solutions_found(lab: str) -> Non
                 nb["cells"][i + 1]["source"] = q.reference[0]["source"]
     found = manual.extract(nb, qs, manual.template_placeholders(template))
     assert {q: a["status"] for q, a in found.items()} == {q.name: "ok" for q in qs}
+    # a student deleted the second question's prompt cell: its answer is still found
+    prompt = next(i for i, c in enumerate(nb["cells"])
+                  if manual._norm("".join(c["source"])) == manual._norm(qs[1].prompt))
+    del nb["cells"][prompt]
+    again = manual.extract(nb, qs, manual.template_placeholders(template))
+    assert again[qs[1].name]["cells"] == found[qs[1].name]["cells"]
+    assert again[qs[1].name]["note"] == manual.DELETED_PROMPT
+    assert {q: a["cells"] for q, a in again.items() if q != qs[1].name} == {
+        q: a["cells"] for q, a in found.items() if q != qs[1].name}
 
 
 def test_extraction_images_formulas_empty_and_deleted(tmp_path: Path) -> None:
@@ -90,6 +99,14 @@ def test_extraction_images_formulas_empty_and_deleted(tmp_path: Path) -> None:
     smirnova = run("smirnova")
     assert smirnova["q_text"] == {"status": "missing", "cells": []}  # deleted the question cell
     assert smirnova["q_plot"]["status"] == "empty"
+    # deleted the question cell but answered: the cells before the question's END marker
+    answered = submission([nbformat.v4.new_markdown_cell("ответ без вопроса")], None, drop_text_prompt=True)
+    found = manual.extract(answered, qs)
+    assert found["q_text"]["cells"][0]["source"] == "ответ без вопроса"
+    assert found["q_text"]["note"] == manual.DELETED_PROMPT
+    # ... and the END marker deleted too: nothing to go by
+    answered.cells = [c for c in answered.cells if not c.source.startswith(manual.END + "\n\n## Задание 2")]
+    assert manual.extract(answered, qs)["q_text"]["status"] == "missing"
 
 
 def tags(text: str) -> list[tuple[str, list[tuple[str, str | None]]]]:

@@ -67,6 +67,7 @@ MAX_CELLS = 30  #: cells per answer
 MAX_COMMENT = 5_000
 PLACEHOLDERS = ("_Type your answer here, replacing this text._", "_Впишите ответ здесь вместо этого текста._",
                 "...", "???")
+DELETED_PROMPT = "ячейка с вопросом удалена; ответ взят из ячеек перед концом вопроса"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,79}")
 
@@ -224,8 +225,10 @@ def extract(nb: Mapping[str, Any], questions: Sequence[Question],
             placeholders: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
     """Each question's answer in a submitted notebook: ``{"status": "ok" | "empty" | "missing",
     "cells": [...]}``. A question is found by its prompt cell (otter's ``BEGIN QUESTION`` marker
-    and the prompt's text; markers whose text was changed are paired in order); ``missing`` when
-    the student deleted it."""
+    and the prompt's text; markers whose text was changed are paired in order). When the student
+    deleted the prompt cell but every ``END QUESTION`` marker is there, the answer is the editable
+    Markdown cells just before the question's END marker (with a ``note`` saying so); else
+    ``missing``."""
     placeholders = set(placeholders) | {_norm(p) for p in PLACEHOLDERS}
     cells = [c for c in nb.get("cells") or [] if isinstance(c, Mapping)]
     markers = [i for i, c in enumerate(cells) if c.get("cell_type") == "markdown" and BEGIN in _source(c)]
@@ -240,21 +243,40 @@ def extract(nb: Mapping[str, Any], questions: Sequence[Question],
     unmatched = [q for q in questions if q.name not in found]
     if unmatched and len(unmatched) == len(free):  # prompts edited: pair the rest in order
         found.update({q.name: i for q, i in zip(unmatched, free, strict=True)})
+    # the k-th END marker closes the k-th question when only prompt cells were deleted
+    ends = [i for i, c in enumerate(cells) if c.get("cell_type") == "markdown" and END in _source(c)]
+    closing = {q.name: i for q, i in zip(questions, ends, strict=True)} if len(ends) == len(questions) else {}
     answers: dict[str, dict[str, Any]] = {}
-    for question in questions:
+    for k, question in enumerate(questions):
         start = found.get(question.name)
         if start is None:
+            end = closing.get(question.name)
+            earlier = [at.get(q.name) for q in questions[:k] for at in (found, closing)]
+            if end is None or any(i is not None and i > end for i in earlier):
+                answers[question.name] = {"status": "missing", "cells": []}
+                continue
+            span = []  # the Markdown answer cells just before the question's END marker (a code cell
+            for i in range(end - 1, -1, -1):  # there may be the previous task's answer)
+                source = _source(cells[i])
+                if (END in source or BEGIN in source or _locked(cells[i]) or len(span) >= MAX_CELLS
+                        or cells[i].get("cell_type") != "markdown"):
+                    break
+                span.insert(0, cells[i])
+        else:
+            span = []
+            for cell in cells[start + 1:]:
+                source = _source(cell)
+                if END in source or BEGIN in source or _locked(cell) or len(span) >= MAX_CELLS:
+                    break
+                span.append(cell)
+        budget = [MAX_IMAGES]
+        kept = [c for c in (plain_cell(cell, budget) for cell in span) if not _blank(c, placeholders)]
+        if start is None and not kept:
             answers[question.name] = {"status": "missing", "cells": []}
             continue
-        taken: list[dict[str, Any]] = []
-        budget = [MAX_IMAGES]
-        for cell in cells[start + 1:]:
-            source = _source(cell)
-            if END in source or BEGIN in source or _locked(cell) or len(taken) >= MAX_CELLS:
-                break
-            taken.append(plain_cell(cell, budget))
-        kept = [c for c in taken if not _blank(c, placeholders)]
         answers[question.name] = {"status": "ok" if kept else "empty", "cells": kept}
+        if start is None:
+            answers[question.name]["note"] = DELETED_PROMPT
     return answers
 
 

@@ -110,6 +110,7 @@ def create_app(out: Path, *, token: str | None = None, names: bool = False, grad
         return render_template(
             "question.html", q=q, n=n, count=len(students), label=label, student=student,
             answer=Markup(manual.render_cells(record.get("cells", []))), status=record.get("status"),
+            note=record.get("note"),
             reference=Markup(manual.render_cells(q.get("reference", []))),
             prompt=Markup(manual.render_markdown(q.get("prompt", "").replace(manual.BEGIN, ""))),
             rubric=data["rubric"], chosen=set(grade.get("items", [])), comment=grade.get("comment", ""),
