@@ -42,6 +42,7 @@ import math
 import re
 import secrets
 import time
+import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -351,7 +352,7 @@ def _number(value: Any, what: str) -> float:
 
 def load_rubric(path: Path, questions: Sequence[Question]) -> dict[str, list[dict[str, Any]]]:
     """``rubric.yml``: ``{question: [{text: ..., points: ...}, ...]}``; items get ids r1, r2…
-    An unknown question or a malformed item is an error."""
+    A malformed item is an error; a question the master does not have is skipped with a warning."""
     path = Path(path)
     if not path.is_file():
         return {}
@@ -361,9 +362,10 @@ def load_rubric(path: Path, questions: Sequence[Question]) -> dict[str, list[dic
         raise ManualError(f"{path}: expected a mapping question -> list of items")
     out: dict[str, list[dict[str, Any]]] = {}
     for name, items in data.items():
-        if name not in known:
-            raise ManualError(f"{path}: {name!r} is not a manual question of the master "
-                              f"(expected one of {', '.join(known)})")
+        if name not in known:  # e.g. a question renamed or removed in the master
+            warnings.warn(f"{path}: {name!r} is not a manual question of the master (it has "
+                          f"{', '.join(known)}): its items are not used", stacklevel=2)
+            continue
         if not isinstance(items, list) or not items:
             raise ManualError(f"{path}: {name}: expected a list of items")
         out[name] = []
