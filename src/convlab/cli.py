@@ -76,6 +76,12 @@ def cmd_grade(args: argparse.Namespace) -> int:
     master = root / "assignments" / args.lab / f"{args.lab}.ipynb"
     setup = manual.Setup(master=master, rubric=master.with_name("rubric.yml"),
                          template=template.resolve() if template.is_file() else None)
+    if master.is_file():  # a broken rubric fails now, not after the grading
+        try:
+            manual.load_rubric(master.with_name("rubric.yml"), manual.manual_questions(master))
+        except manual.ManualError as error:
+            print(f"rubric: {error}", file=sys.stderr)
+            return 2
     config = grade.Config(lab=args.lab, tests=tests.resolve(), settings=settings,
                           template=template.resolve() if template.is_file() else None,
                           manual=setup if master.is_file() else None)

@@ -221,10 +221,10 @@ def test_rubric_edit_applies_to_graded_answers_and_clips(graded: dict[str, Any])
 def test_merge_then_regrade_keeps_manual_scores(graded: dict[str, Any]) -> None:
     out = graded["out"]
     store = manual.GradeStore(out)
-    store.set_grade("q_text", "ivanov", items=["r1"], comment="Механизм не объяснён.")
+    store.set_grade("q_text", "ivanov", items=["r1"], comment="Механизм не объяснён. <!-- /manual --> <b>")
     store.set_grade("q_plot", "ivanov", items=["r1"])
     manual.merge(out)
-    manual.merge(out)  # idempotent
+    manual.merge(out)  # idempotent, even with a comment holding the section's end marker
     rows = {r["student_id"]: r for r in csv.DictReader((out / "gradebook.csv").open(encoding="utf-8"))}
     header = next(csv.reader((out / "gradebook.csv").open(encoding="utf-8")))
     assert header == ["student_id", "file", "status", "q_auto", "q_text", "q_plot", "auto_total",
@@ -235,6 +235,7 @@ def test_merge_then_regrade_keeps_manual_scores(graded: dict[str, Any]) -> None:
     assert feedback.count("Вопросы, проверенные преподавателем") == 1 and "Механизм не объяснён." in feedback
     page = (out / "feedback" / "ivanov.html").read_text(encoding="utf-8")
     assert page.count("Механизм не объяснён.") == 1 and page.index("Механизм") < page.index("</body>")
+    assert "&lt;b&gt;" in feedback and "&lt;b&gt;" in page and "<b>" not in feedback + page
     gs = json.loads((out / "gradescope" / "ivanov" / "results.json").read_text())
     assert gs["score"] == 4.0 and [t["name"] for t in gs["tests"]][-2:] == ["q_text", "q_plot"]
     report = json.loads((out / "report.json").read_text())
@@ -364,3 +365,15 @@ def test_review_command_serves_the_page_with_its_token(graded: dict[str, Any]) -
     finally:
         process.send_signal(signal.SIGINT)
         process.wait(20)
+
+
+def test_grade_command_refuses_a_broken_rubric_before_grading(graded: dict[str, Any], tmp_path: Path,
+                                                              capsys: Any) -> None:
+    from convlab.cli import main
+
+    root = graded["setup"].master.parents[2]
+    graded["setup"].rubric.write_text("q_text:\n  - {text: слишком много, points: 5}\n", encoding="utf-8")
+    subs = graded["submissions"][0].path.parent
+    assert main(["--root", str(root), "grade", "tiny", str(subs), "-o", str(tmp_path / "never")]) == 2
+    assert "5 points, the question is worth 2" in capsys.readouterr().err
+    assert not (tmp_path / "never").exists()

@@ -633,6 +633,11 @@ def _splice(text: str, section: str, *before: str) -> str:
     return text + section
 
 
+def _md_safe(text: str) -> str:
+    """Graders' text for the Markdown feedback: no raw HTML (and so no section marker)."""
+    return str(text).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def feedback_sections(grades: Mapping[str, Mapping[str, Any]], questions: Sequence[Mapping[str, Any]],
                       auto: float | None) -> tuple[str, str]:
     """The Markdown and HTML feedback sections of one student's manual grades."""
@@ -652,13 +657,13 @@ def feedback_sections(grades: Mapping[str, Mapping[str, Any]], questions: Sequen
                  else f"ещё не проверено (из {_fmt(question['points'])})")
         md += [f"### {question['name']}: {score}", ""]
         body.append(f"<h3>{esc(question['name'])}: {esc(score)}</h3>")
-        items = [f"{text} ({'+' if points >= 0 else ''}{_fmt(points)})"
+        items = [f"{_md_safe(text)} ({'+' if points >= 0 else ''}{_fmt(points)})"
                  for text, points in grade.get("items", [])]
         md += [f"- {i}" for i in items] + ([""] if items else [])
         if items:
             body.append("<ul>" + "".join(f"<li>{esc(i)}</li>" for i in items) + "</ul>")
         if grade.get("comment"):
-            md += ["> " + grade["comment"].replace("\n", "\n> "), ""]
+            md += ["> " + _md_safe(grade["comment"]).replace("\n", "\n> "), ""]
             body.append(f'<blockquote class="comment">{esc(grade["comment"])}</blockquote>')
     md.append(_MD_MARK[1])
     body.append(_MD_MARK[1])
