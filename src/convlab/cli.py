@@ -143,7 +143,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     dest = Path(args.to) if args.to else out / f"{args.lms}.csv"
     try:
         count = manual.export_lms(out, args.lms, Path(args.mapping), dest, item=args.item,
-                                  id_column=args.id_column, lab=out.name)
+                                  id_column=args.id_column)
     except manual.ManualError as error:
         print(f"export failed: {error}", file=sys.stderr)
         return 2
@@ -219,7 +219,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="CSV with columns file,identifier[,name,sis_user_id,sis_login_id,section]: "
                         "submission file name (or student id) -> LMS identifier")
     p.add_argument("--to", help="CSV to write (default <output>/<lms>.csv)")
-    p.add_argument("--item", help="grade item / assignment column name (Canvas: 'Name (assignment id)')")
+    p.add_argument("--item", help="grade item / assignment column name (default: the lab's name; "
+                   "Canvas: 'Name (assignment id)' updates that assignment)")
     p.add_argument("--id-column", default="Email address",
                    help="Moodle: header of the identifier column (default 'Email address')")
     p.set_defaults(func=cmd_export)

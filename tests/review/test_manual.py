@@ -298,6 +298,7 @@ def test_cli_export_and_review_export(graded: dict[str, Any], tmp_path: Path, ca
     full = _mapping(tmp_path / "full.csv", [(f"{s}.ipynb", s, s) for s in ("ivanov", "petrova", "sidorov",
                                                                            "smirnova")])
     assert main(["export", str(out), "--lms", "canvas", "--mapping", str(full)]) == 0
+    assert next(csv.reader((out / "canvas.csv").open(encoding="utf-8")))[-1] == "tiny"  # the lab
     assert "5 manual answer(s) not graded yet" in capsys.readouterr().err  # 3 q_text + 2 q_plot
     assert main(["review", str(out), "--export"]) == 0
     assert "q_text: 1/4 graded" in capsys.readouterr().out  # smirnova's deleted question counts as 0

@@ -314,6 +314,7 @@ def prepare(out: Path, submissions: Iterable[batch.Submission], master: Path,
         (folder / sub).mkdir(parents=True, exist_ok=True)
         batch.remove_stale_temps(folder / sub)
     batch.write_atomic(folder / "questions.json", _dump([q.as_dict() for q in questions]))
+    batch.write_atomic(folder / "lab", Path(master).stem + "\n")
     placeholders = template_placeholders(template)
     per_question: dict[str, dict[str, Any]] = {q.name: {} for q in questions}
     for submission in submissions:
@@ -823,7 +824,8 @@ def read_mapping(path: Path) -> dict[str, dict[str, str]]:
 
 def export_lms(out: Path, system: str, mapping: Path, dest: Path, *, item: str | None = None,
                id_column: str = "Email address", lab: str = "") -> int:
-    """Write ``dest``: the gradebook (after :func:`merge`) as Moodle's or Canvas' grade-import CSV.
+    """Write ``dest``: the gradebook (after :func:`merge`) as Moodle's or Canvas' grade-import CSV;
+    the grade item is ``item``, else ``lab``, else the lab whose master the answers came from.
     Every gradebook row must map to an identifier (by file name, else student id): otherwise
     :class:`ManualError` lists the unmapped submissions and nothing is written. Returns the row
     count."""
@@ -845,6 +847,8 @@ def export_lms(out: Path, system: str, mapping: Path, dest: Path, *, item: str |
                           + ", ".join(missing) + " (add them to the mapping file: file,identifier)")
     questions = [q["name"] for q in load_questions(out)]
     possible = _possible(out) + sum(float(q["points"]) for q in load_questions(out))
+    with contextlib.suppress(OSError):
+        lab = lab or (manual_folder(out) / "lab").read_text(encoding="utf-8").strip()
     name = item or lab or "Lab"
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
