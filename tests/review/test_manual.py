@@ -378,3 +378,27 @@ def test_grade_command_refuses_a_broken_rubric_before_grading(graded: dict[str, 
     assert main(["--root", str(root), "grade", "tiny", str(subs), "-o", str(tmp_path / "never")]) == 2
     assert "5 points, the question is worth 2" in capsys.readouterr().err
     assert not (tmp_path / "never").exists()
+
+
+def test_review_app_restart_keeps_grades_and_posts_need_the_token(graded: dict[str, Any]) -> None:
+    from convlab.review import create_app
+
+    out = graded["out"]
+    first = create_app(out, token="one").test_client()
+    assert first.get("/q/q_text/1").status_code == 403
+    assert first.get("/?token=one").status_code == 302
+    assert first.post("/api/q/q_text/1", json={"items": ["r1"]}).status_code == 403  # no header
+    saved = first.post("/api/q/q_text/1", json={"items": ["r1"], "comment": "после перезапуска"},
+                       headers={"X-Token": "one"})
+    assert saved.status_code == 200 and saved.json["score"] == 1.0
+    assert first.post("/api/q/q_text/1", json={"items": "r1"}, headers={"X-Token": "one"}).status_code == 400
+    assert first.post("/api/q/q_text/99", json={"items": []}, headers={"X-Token": "one"}).status_code == 404
+    page = first.get("/q/q_text/1")
+    assert "Content-Security-Policy" in page.headers and "script-src 'self'" in page.headers[
+        "Content-Security-Policy"]
+
+    second = create_app(out, token="two").test_client()  # a restarted server: a new token
+    assert second.get("/?token=one").status_code == 403
+    second.get("/?token=two")
+    html = second.get("/q/q_text/1").get_data(as_text=True)
+    assert "после перезапуска" in html and 'value="r1" checked' in html
