@@ -65,7 +65,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
-    from convlab.grading import batch, execute, grade
+    from convlab.grading import batch, execute, grade, manual
 
     root = Path(args.root).resolve()
     tests = Path(args.autograder) if args.autograder else root / "autograder" / args.lab
@@ -73,8 +73,18 @@ def cmd_grade(args: argparse.Namespace) -> int:
                                 memory_bytes=args.memory << 20 if args.memory else None,
                                 cell_timeout=args.cell_timeout)
     template = Path(args.template) if args.template else root / "student" / args.lab / f"{args.lab}.ipynb"
+    master = root / "assignments" / args.lab / f"{args.lab}.ipynb"
+    setup = manual.Setup(master=master, rubric=master.with_name("rubric.yml"),
+                         template=template.resolve() if template.is_file() else None)
+    if master.is_file():  # a broken rubric fails now, not after the grading
+        try:
+            manual.load_rubric(master.with_name("rubric.yml"), manual.manual_questions(master))
+        except manual.ManualError as error:
+            print(f"rubric: {error}", file=sys.stderr)
+            return 2
     config = grade.Config(lab=args.lab, tests=tests.resolve(), settings=settings,
-                          template=template.resolve() if template.is_file() else None)
+                          template=template.resolve() if template.is_file() else None,
+                          manual=setup if master.is_file() else None)
     if not execute.sandbox_user_can_run():
         from convlab.grading import sandbox
 
@@ -98,11 +108,51 @@ def cmd_grade(args: argparse.Namespace) -> int:
     for result in results:
         print(f"{result['student_id']}: {result['status']} {result.get('total', 0):g}"
               f"/{result.get('max_total', 0):g}")
+    if manual.load_questions(Path(args.output)):
+        print(f"manual questions: convlab review {args.output}")
     flags = json.loads((Path(args.output) / "report.json").read_text())["integrity"]
     print(f"gradebook: {Path(args.output) / 'gradebook.csv'}; class report: "
           f"{Path(args.output) / 'report.html'} ({len(flags['weights'])} weight, "
           f"{len(flags.get('predictions', []))} prediction and {len(flags['answers'])} answer "
           "integrity flag(s))")
+    return 0
+
+
+def cmd_review(args: argparse.Namespace) -> int:
+    from convlab.grading import manual
+
+    out = Path(args.output)
+    if not manual.load_questions(out):
+        print(f"{out}: no manual questions extracted (run `convlab grade` first)", file=sys.stderr)
+        return 1
+    if args.export:
+        rows = manual.merge(out)["questions"]
+        for row in rows:
+            print(f"{row['question']}: {row['graded']}/{row['answers']} graded")
+        print(f"merged into {out / 'gradebook.csv'}, feedback/, gradescope/ and report.html")
+        return 0
+    from convlab.review import serve
+
+    serve(out, host=args.host, port=args.port, names=args.names, grader=args.grader)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from convlab.grading import manual
+
+    out = Path(args.output)
+    dest = Path(args.to) if args.to else out / f"{args.lms}.csv"
+    try:
+        count = manual.export_lms(out, args.lms, Path(args.mapping), dest, item=args.item,
+                                  id_column=args.id_column)
+    except manual.ManualError as error:
+        print(f"export failed: {error}", file=sys.stderr)
+        return 2
+    print(f"{args.lms}: {count} students -> {dest}")
+    left = sum(row["answers"] - row["graded"] for row in manual.progress(out))
+    if left:
+        print(f"warning: {left} manual answer(s) not graded yet, counted as 0 (convlab review {out})",
+              file=sys.stderr)
     return 0
 
 
@@ -152,6 +202,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--hide-hidden", action="store_true",
                    help="feedback says only that a hidden check failed, not why")
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("review", help="grade the manual questions in a local web page")
+    p.add_argument("output", help="output folder of convlab grade")
+    p.add_argument("--port", type=int, default=8765, help="port (0: any free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--names", action="store_true", help="show student ids instead of anonymous numbers")
+    p.add_argument("--grader", default="", help="your name, recorded with each grade")
+    p.add_argument("--export", action="store_true",
+                   help="no page: merge the manual grades into the gradebook, feedback, results.json, report")
+    p.set_defaults(func=cmd_review)
+
+    p = sub.add_parser("export", help="write the gradebook as a Moodle or Canvas grade-import CSV")
+    p.add_argument("output", help="output folder of convlab grade")
+    p.add_argument("--lms", required=True, choices=["moodle", "canvas"])
+    p.add_argument("--mapping", required=True,
+                   help="CSV with columns file,identifier[,name,sis_user_id,sis_login_id,section]: "
+                        "submission file name (or student id) -> LMS identifier")
+    p.add_argument("--to", help="CSV to write (default <output>/<lms>.csv)")
+    p.add_argument("--item", help="grade item / assignment column name (default: the lab's name; "
+                   "Canvas: 'Name (assignment id)' updates that assignment)")
+    p.add_argument("--id-column", default="Email address",
+                   help="Moodle: header of the identifier column (default 'Email address')")
+    p.set_defaults(func=cmd_export)
 
     args = parser.parse_args(argv)
     from convlab import datasets

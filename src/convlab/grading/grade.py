@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convlab.grading import batch, execute, figures, report, score
+from convlab.grading import batch, execute, figures, manual, report, score
 
 MAX_EXECUTED = 50 << 20
 FEEDBACK_CELL_OUTPUT = 100_000  #: characters of outputs per cell of the feedback notebook
@@ -73,6 +73,8 @@ class Config:
     #: variable -> picture kind for the feedback (default :data:`FEEDBACK_FIGURES` of the lab)
     figures: Mapping[str, str] | None = None
     report_settings: report.Settings = field(default_factory=report.Settings)  #: integrity thresholds
+    #: the lab's manual questions (master, rubric): answers extracted and grades merged (manual.py)
+    manual: manual.Setup | None = None
 
 
 def _read_executed(execution: execute.Execution) -> bytes | None:
@@ -652,4 +654,5 @@ def grade_folder(config: Config, folder: Path, out: Path, *, workers: int = 1, r
     batch.write_gradebook(results, out / "gradebook.csv", questions)
     write_reports(results, out, hide_hidden=hide_hidden, show_hidden_gradescope=show_hidden(config.tests))
     report.write_report(results, out, config.report_settings)
+    manual.after_grading(config.manual, submissions, out)  # manual answers; merge the grades given
     return results
