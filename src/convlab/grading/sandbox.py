@@ -598,7 +598,7 @@ def _launch(command: list[str], *, workdir: Path, limits: Limits, env: dict[str,
     returncode, child_rss, failure = _read_status(status_r, proc.returncode)
     if failure:
         raise SandboxError(f"{failure} (the sandbox user must be able to run the command)")
-    if guard.stopped_by is None and quota is not None and _disk_usage(workdir, guard.disk) > guard.disk:
+    if guard.stopped_by is None and quota is not None and _disk_usage(workdir, guard.disk) >= guard.disk:
         guard.stopped_by = "disk"  # written between the last sample and the end
     if guard.stopped_by is not None:
         err += ("\nsandbox: stopped: " + {
@@ -642,7 +642,7 @@ class _Guard:
             self.stopped_by = "processes"
         elif self.disk is not None and now >= self.next_disk:
             self.next_disk = now + DISK_SAMPLE_SECONDS
-            if _disk_usage(self.workdir, self.disk) > self.disk:
+            if _disk_usage(self.workdir, self.disk) >= self.disk:
                 self.stopped_by = "disk"
         return self.stopped_by is not None
 

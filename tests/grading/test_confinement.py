@@ -1,0 +1,292 @@
+"""Exploit scenarios against the sandbox's confinement: who the command runs as, what it can read,
+and the per-sandbox limits (processes, disk, /dev/shm, /tmp), each with its "no host effect" check.
+
+Tiny Python programs play the hostile notebook; the last scenarios run real notebooks through
+:func:`convlab.grading.execute.execute` (a classmate's submission in the batch folder, a cell that
+ignores SIGINT).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import sys
+import tempfile
+import textwrap
+import time
+import uuid
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import nbformat
+import psutil
+import pytest
+
+from convlab.grading import execute
+from convlab.grading import sandbox as sb
+
+MB = 1 << 20
+
+pytestmark = pytest.mark.skipif(not sb.probe_protections()["filesystem_read_confined"],
+                                reason="this machine cannot confine reads (no mount namespace)")
+
+
+@pytest.fixture
+def base() -> Iterator[Path]:
+    path = Path(tempfile.mkdtemp(prefix="convlab-confine-test-", dir="/tmp"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run(code: str, base: Path, *args: str, readable: tuple[str, ...] = (), **limits: object) -> sb.Outcome:
+    settings = {"wall_seconds": 30.0, "memory_bytes": None, **limits}
+    return sb.run([sys.executable, "-c", textwrap.dedent(code), *args], workdir=sb.prepare_workdir(base),
+                  limits=sb.Limits(**settings), env={}, readable=readable)
+
+
+def test_every_protection_in_force_here() -> None:
+    """Where util-linux's unshare works (the CI machine: root, venv in the checkout), is nothing
+    missing, so that grading needs no opt-in?"""
+    assert sb.confinement_problem() is None
+    found = sb.probe_protections()
+    assert all(found[k] for k in ("unprivileged_user", "filesystem_read_confined", "process_limit",
+                                  "disk_quota", "private_shm", "pid_namespace")), found
+
+
+def test_unprivileged_with_the_graders_own_venv(base: Path) -> None:
+    """Does this very virtualenv (whose Python may live under /root, mode 0o700) run in the
+    sandbox as a non-root user, with its libraries importable and the package importable?"""
+    code = "import os, numpy, nbclient, convlab.grading; print(os.getuid(), os.getgid(), os.getgroups())"
+    out = sb.run([sys.executable, "-c", code], workdir=sb.prepare_workdir(base),
+                 limits=sb.Limits(wall_seconds=60, memory_bytes=None),
+                 env={"PYTHONPATH": str(Path(sb.__file__).resolve().parents[2])})
+    assert out.status == "ok", out
+    uid, gid, groups = out.stdout_tail.split(maxsplit=2)
+    assert int(uid) != 0 and int(gid) != 0 and groups.strip() == "[]"
+    assert out.protections["unprivileged_user"] and out.protections["filesystem_read_confined"]
+    if os.geteuid() == 0:
+        assert sb.UID_BASE <= int(uid) < sb.UID_BASE + sb.UID_SLOTS
+
+
+READ = """
+    import json, os, sys
+    found = {}
+    for path in sys.argv[1:]:
+        try:
+            found[path] = (sorted(os.listdir(path)) if os.path.isdir(path)
+                           else open(path, "rb").read(64).decode(errors="replace"))
+        except OSError as exc:
+            found[path] = type(exc).__name__
+    print(json.dumps({"found": found, "env": dict(os.environ)}))
+"""
+
+
+def test_reads_of_others_are_confined(base: Path) -> None:
+    """Can the command read none of: another sandbox's working directory, the batch folder with a
+    classmate's submission, the output folder, the autograder's hidden tests, /etc/shadow, /root,
+    the processes of the host; while it reads its datasets folder and writes its own directory?
+    And is no such path in its environment?"""
+    other = sb.prepare_workdir(base)
+    (other / "export.npz").write_text("classmate's work")
+    batch, output, tests, data = (base / name for name in ("batch", "output", "autograder", "datasets"))
+    for folder in (batch, output, tests, data):
+        folder.mkdir(mode=0o755)
+    (batch / "classmate.zip").write_text("classmate's zip")
+    (output / "gradebook.csv").write_text("student_id,total")
+    (tests / "q1.py").write_text("hidden test")
+    (data / "mnist.gz").write_text("data")
+    for path in (batch / "classmate.zip", output / "gradebook.csv", tests / "q1.py", data / "mnist.gz"):
+        path.chmod(0o644)
+    targets = [str(p) for p in (other, other / "export.npz", batch, batch / "classmate.zip", output,
+                                tests / "q1.py", Path("/etc/shadow"), Path("/root/.bashrc"), Path("/home"))]
+    out = run(READ, base, *targets, str(data / "mnist.gz"), "/proc/1/environ", readable=(str(data),))
+    assert out.status == "ok", out
+    seen = json.loads(out.stdout_tail)
+    for path in targets:
+        assert seen["found"][path] in ("FileNotFoundError", "PermissionError"), (path, seen["found"][path])
+    assert seen["found"][str(data / "mnist.gz")] == "data"
+    assert seen["found"]["/proc/1/environ"] == "PermissionError"  # the init's, as root
+    assert not any(str(base) in value and "sandbox-" not in value for value in seen["env"].values())
+    # the host sees the files unchanged
+    assert (batch / "classmate.zip").read_text() == "classmate's zip"
+
+
+def test_other_sandboxes_get_other_uids(base: Path) -> None:
+    """Do two concurrent sandboxes of a root grader run as two different uids (so that
+    RLIMIT_NPROC and file ownership separate the students)?"""
+    if os.geteuid() != 0:
+        pytest.skip("one uid per sandbox needs a root grader")
+    import threading
+
+    outs: list[sb.Outcome] = []
+    threads = [threading.Thread(target=lambda: outs.append(run(
+        "import os, time; print(os.getuid()); time.sleep(1.5)", base))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len({o.stdout_tail for o in outs}) == 2, outs
+
+
+def test_refuses_without_the_opt_in(base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a machine that cannot confine (no mount namespace), is a run refused with a clear error
+    rather than silently unconfined; and with the explicit opt-in does it run, reported as such?"""
+    real = sb._probe()
+    machine = dataclasses.replace(real, mount=False)
+    monkeypatch.setattr(sb, "_probe", lambda: machine)
+    assert "--allow-root" in (sb.confinement_problem() or "")
+    with pytest.raises(sb.SandboxError, match="cannot confine"):
+        run("pass", base)
+    out = run("pass", base, allow_root=True)
+    assert out.status == "ok" and not out.protections["filesystem_read_confined"]
+    if os.geteuid() == 0:
+        rootful = dataclasses.replace(real, user=None)
+        monkeypatch.setattr(sb, "_probe", lambda: rootful)
+        with pytest.raises(sb.SandboxError, match="as root"):
+            run("pass", base)
+
+
+FORK_BOMB = """
+    import os, time
+    n, failed = 0, 0
+    start = time.monotonic()
+    while time.monotonic() - start < 5 and n < 3000:
+        try:
+            if os.fork() == 0:
+                time.sleep(60)
+                os._exit(0)
+            n += 1
+        except OSError:
+            failed += 1
+    print("forked", n, "failed", failed, flush=True)
+    time.sleep(60)
+"""
+
+
+def test_fork_bomb_is_stopped_and_reported(base: Path) -> None:
+    """Is a command forking 3000 processes in 5 s held at the process limit, stopped, reported
+    (``stopped_by="processes"``), and does none of its processes survive?"""
+    token = uuid.uuid4().hex
+    start = time.monotonic()
+    out = run(FORK_BOMB, base, token, max_processes=200)
+    assert time.monotonic() - start < 20
+    assert out.status == "crashed" and out.stopped_by == "processes", out
+    assert "process" in out.stderr_tail and out.protections["process_limit"]
+    time.sleep(0.5)
+    assert not [p for p in psutil.process_iter(["cmdline"]) if token in (p.info["cmdline"] or [])]
+
+
+def test_disk_bomb_is_stopped_and_reported(base: Path) -> None:
+    """Is a command writing far more than its disk quota to its working directory, in many files
+    (the sampled quota) or in one (RLIMIT_FSIZE), stopped and reported (``stopped_by="disk"``)
+    long before it is done?"""
+    many = """
+        import os, time
+        for i in range(250):
+            with open("part%d" % i, "wb") as f:
+                f.write(b"x" * (8 << 20))
+            time.sleep(0.01)
+        print("wrote it all")
+    """
+    one = """
+        with open("big", "wb") as f:
+            for _ in range(2000):
+                f.write(b"x" * (1 << 20))
+                f.flush()
+        print("wrote it all")
+    """
+    for code in (many, one):
+        out = run(code, base, disk_bytes=100 * MB)
+        assert out.status == "crashed" and out.stopped_by == "disk", out
+        assert "wrote it all" not in out.stdout_tail and out.protections["disk_quota"]
+        assert "sandbox: stopped: it wrote more than" in out.stderr_tail
+
+
+def _shmem_kb() -> int:
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("Shmem:"):
+            return int(line.split()[1])
+    return 0
+
+
+def test_shm_and_tmp_are_private_bounded_and_removed(base: Path) -> None:
+    """Does the command get its own /dev/shm and /tmp, each refusing to grow past its size, with
+    nothing left on the host (files or shared memory) after the run?"""
+    code = """
+        import os
+        home = os.getcwd().split("/")[2]  # /tmp/<base>/<workdir>: the way to the working directory
+        for folder in ("/dev/shm", "/tmp"):
+            assert os.listdir(folder) == ([home] if folder == "/tmp" else []), (folder, os.listdir(folder))
+            written = 0
+            try:
+                with open(os.path.join(folder, "bomb"), "wb") as f:
+                    for _ in range(400):
+                        f.write(b"x" * (1 << 20))
+                        f.flush()
+                        written += 1
+            except OSError as exc:
+                print(folder, "full after", written, "MB:", type(exc).__name__)
+    """
+    shm_before, tmp_before = set(os.listdir("/dev/shm")), set(os.listdir("/tmp"))
+    shmem = _shmem_kb()
+    out = run(code, base, shm_bytes=64 * MB, tmp_bytes=32 * MB)
+    assert out.status == "ok", out
+    assert "/dev/shm full after 6" in out.stdout_tail and "/tmp full after 3" in out.stdout_tail, out
+    assert out.protections["private_shm"]
+    assert not {n for n in set(os.listdir("/dev/shm")) - shm_before if "bomb" in n}
+    assert not {n for n in set(os.listdir("/tmp")) - tmp_before if "bomb" in n}
+    assert _shmem_kb() < shmem + 32 * 1024  # the 64 MB are given back (others may use a little)
+
+
+def _notebook(path: Path, *cells: str) -> Path:
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
+    return path
+
+
+@pytest.mark.slow
+def test_notebook_cannot_read_a_classmates_submission(base: Path, tmp_path: Path) -> None:
+    """Graded through phase 1, can a notebook not find a classmate's zip in the batch folder, nor
+    the autograder, nor the output folder, even knowing their paths?"""
+    batch, tests, output = tmp_path / "batch", tmp_path / "autograder", tmp_path / "out"
+    for folder in (batch, tests, output):
+        folder.mkdir()
+    with zipfile.ZipFile(batch / "classmate.zip", "w") as zf:
+        zf.writestr("lab.ipynb", "{}")
+    (tests / "q1.py").write_text("hidden")
+    probe = "\n".join(f"print({str(p)!r}, os.path.exists({str(p)!r}))" for p in
+                      (batch / "classmate.zip", batch, tests / "q1.py", output, Path("/etc/shadow")))
+    sub = _notebook(batch / "me.ipynb", "import os\n" + probe)
+    ex = execute.execute(sub, "tiny", {}, execute.Settings(wall_seconds=120, cell_timeout=60,
+                                                            memory_bytes=2 << 30), base=base)
+    try:
+        assert ex.status == "ok", ex
+        text = "".join(o.get("text", "") for c in nbformat.read(ex.executed, 4).cells
+                       for o in c.get("outputs", []))
+        assert text.count(" False") == 5 and " True" not in text, text
+        assert ex.protections["filesystem_read_confined"] and ex.protections["unprivileged_user"]
+    finally:
+        execute.remove_workdir(ex)
+
+
+@pytest.mark.slow
+def test_cell_ignoring_sigint_ends_at_the_cell_limit(base: Path, tmp_path: Path) -> None:
+    """Does a cell that ignores SIGINT and loops forever end soon after the cell time limit (its
+    kernel killed after the grace period), reported as a timeout with a message that says so,
+    long before the wall-clock limit?"""
+    sub = _notebook(tmp_path / "s.ipynb", "x = 1", "import signal, time\n"
+                    "signal.signal(signal.SIGINT, signal.SIG_IGN)\nwhile True:\n    time.sleep(0.05)\n",
+                    "print('never')")
+    start = time.monotonic()
+    ex = execute.execute(sub, "tiny", {}, execute.Settings(wall_seconds=300, cell_timeout=3,
+                                                            memory_bytes=2 << 30), base=base)
+    try:
+        elapsed = time.monotonic() - start
+        assert ex.status == "timeout", ex
+        assert ex.message.startswith(execute.STOPPED["interrupt"])
+        assert elapsed < 3 + execute.INTERRUPT_GRACE + 30
+    finally:
+        execute.remove_workdir(ex)
