@@ -32,6 +32,7 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json")
+    parser.add_argument("--code", default="import numpy", help="what the sandboxed Python runs")
     args = parser.parse_args()
     sb.probe_protections()  # probed once per process, not counted
     base = Path(tempfile.mkdtemp(prefix="convlab-bench-", dir="/tmp"))
@@ -42,7 +43,7 @@ def main() -> int:
             for name, extra in ROUTES.items():
                 workdir = sb.prepare_workdir(base)
                 start = time.perf_counter()
-                out = sb.run([sys.executable, "-c", "import numpy"], workdir=workdir, env={},
+                out = sb.run([sys.executable, "-c", args.code], workdir=workdir, env={},
                              limits=sb.Limits(wall_seconds=60, memory_bytes=1 << 30, **extra))
                 times[name].append(time.perf_counter() - start)
                 assert out.status == "ok", out

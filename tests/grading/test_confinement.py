@@ -290,3 +290,121 @@ def test_cell_ignoring_sigint_ends_at_the_cell_limit(base: Path, tmp_path: Path)
         assert elapsed < 3 + execute.INTERRUPT_GRACE + 30
     finally:
         execute.remove_workdir(ex)
+
+
+# ------------------------------------------------------------------ graded end to end (the batch)
+def _cells(*extra: str) -> tuple[str, ...]:
+    import corpus_tiny as corpus
+
+    return (corpus.SETUP, "x = 42\nlst = [1, 2, 3]", "grader.check('q1')", *extra)
+
+
+# A blank notebook that hunts a classmate's submission (its path given, as a student could guess
+# it), the autograder's hidden tests and the output folder; it runs whatever notebook it finds and
+# checks q2 with the classmate's answers.
+COPY_CLASSMATE = r"""
+import glob, json, os
+found = {}
+for pattern in [os.path.join(BATCH, "*"), os.path.join(TESTS, "*"), os.path.join(OUTPUT, "**"),
+                "/tmp/**/*.ipynb", "../**/*.ipynb", "/proc/*/cwd/*.ipynb", "/etc/shadow"]:
+    for path in glob.glob(pattern, recursive=True):
+        try:
+            found[path] = open(path).read()
+        except OSError as exc:
+            found[path] = type(exc).__name__
+for path, text in found.items():
+    if path.endswith("honest.ipynb") and text.startswith("{"):
+        for cell in json.loads(text)["cells"]:
+            if "конец" in "".join(cell["source"]):
+                exec("".join(cell["source"]))
+own = os.getcwd() + os.sep
+print("found:", sorted(p for p, text in found.items()  # what it could read, but its own files
+                       if not text.endswith("Error") and not os.path.realpath(p).startswith(own)))
+"""
+
+SPAWN_BOMB = r"""
+import subprocess, time
+children, start = [], time.monotonic()
+while time.monotonic() - start < 5 and len(children) < 3000:
+    try:
+        children.append(subprocess.Popen(["sleep", "120"]))
+    except OSError:
+        time.sleep(0.01)
+print("spawned", len(children))
+time.sleep(120)
+"""
+
+DISK_BOMB = r"""
+import time
+for part in range(12):  # 3 GB in files of 256 MB: no single file reaches RLIMIT_FSIZE
+    with open("fill%d" % part, "wb") as f:
+        for _ in range(256):
+            f.write(b"x" * (1 << 20))
+time.sleep(120)
+"""
+
+SHM_BOMB = r"""
+written = 0
+try:
+    with open("/dev/shm/fill", "wb") as f:
+        for _ in range(3 * 1024):
+            f.write(b"x" * (1 << 20))
+            written += 1
+except OSError as exc:
+    print("shm full after", written, "MB")
+"""
+
+SIGINT_LOOP = ("import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+               "while True:\n    time.sleep(0.05)")
+
+
+def _written(folder: Path, ctx: object) -> Path:
+    raise AssertionError("written above")
+
+
+@pytest.mark.slow
+def test_confinement_exploits_graded_end_to_end(tmp_path: Path) -> None:
+    """Through ``grade.grade_folder`` (the code of ``convlab grade``), as an unprivileged user on
+    this machine's venv: does a blank notebook that hunts a classmate's submission, the hidden
+    tests and the output folder find none of them and score only its own work; are a 3000-process
+    spawn bomb, a 3 GB disk bomb and a 3 GB /dev/shm bomb stopped (the first two reported) with the
+    work checked before them kept; does a SIGINT-proof loop end at the cell limit as a timeout;
+    and is nothing left on the host (processes, /dev/shm, working directories)?"""
+    import corpus_tiny as corpus
+    from test_corpus import grade_scenarios
+
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    autograder = corpus.write_autograder(tmp_path / "autograder")
+    paths = f"BATCH, TESTS, OUTPUT = {str(subs)!r}, {str(autograder / 'tests')!r}, {str(out)!r}\n"
+    corpus.notebook(subs, "honest.ipynb", corpus.SETUP, *corpus.HONEST)
+    corpus.notebook(subs, "copy_classmate.ipynb", corpus.SETUP, paths + COPY_CLASSMATE,
+                    "grader.check('q1')\ngrader.check('q2')")
+    for name, bomb in (("spawn_bomb", SPAWN_BOMB), ("disk_bomb", DISK_BOMB), ("shm_bomb", SHM_BOMB),
+                       ("sigint_loop", SIGINT_LOOP)):
+        corpus.notebook(subs, f"{name}.ipynb", *_cells(bomb, "y = 'конец'\ngrader.check('q2')"))
+    expected = {
+        "honest": corpus.Scenario("honest", "honest", "", "ok", 4.0, write=_written),
+        "copy_classmate": corpus.Scenario("copy_classmate", "exploit", "", "ok", 0.0, write=_written),
+        "spawn_bomb": corpus.Scenario("spawn_bomb", "exploit", "", "crashed", 2.0, write=_written),
+        "disk_bomb": corpus.Scenario("disk_bomb", "exploit", "", "crashed", 2.0, write=_written),
+        "shm_bomb": corpus.Scenario("shm_bomb", "exploit", "", "ok", 4.0, write=_written),
+        "sigint_loop": corpus.Scenario("sigint_loop", "exploit", "", "timeout", 2.0, write=_written),
+    }
+    shm_before, shmem = set(os.listdir("/dev/shm")), _shmem_kb()
+    # memory: a thousand `sleep`s count ~1.5 MB of RSS each (shared pages counted in each)
+    results = grade_scenarios(subs, autograder, out, expected, cell_timeout=20.0, wall_seconds=200.0,
+                              memory_bytes=4 << 30)
+    for result in results.values():
+        protections = result["execution"]["protections"]
+        assert all(protections[k] for k in ("unprivileged_user", "filesystem_read_confined",
+                                            "process_limit", "disk_quota", "private_shm")), protections
+    text = (out / "feedback" / "copy_classmate.ipynb").read_text()
+    assert "found: []" in text, text[-3000:]
+    assert execute.STOPPED["processes"] in results["spawn_bomb"]["reason"]
+    assert execute.STOPPED["disk"] in results["disk_bomb"]["reason"]
+    assert "shm full after 512 MB" in (out / "feedback" / "shm_bomb.ipynb").read_text()
+    assert execute.STOPPED["interrupt"] in results["sigint_loop"]["reason"]
+    assert not [p for p in psutil.process_iter(["username", "cmdline"])
+                if (p.info["cmdline"] or [])[:2] == ["sleep", "120"]]
+    assert not {n for n in set(os.listdir("/dev/shm")) - shm_before if n == "fill"}
+    assert _shmem_kb() < shmem + 128 * 1024
