@@ -23,7 +23,11 @@ The grader (trusted) never runs submission code in its own process. :func:`execu
 3. runs :data:`RUNNER` (nbclient, ``allow_errors=True``, a per-cell timeout that interrupts the
    cell and carries on, outputs capped at :data:`MAX_CELL_OUTPUT` per cell and
    :data:`MAX_OUTPUT` in all) with :func:`convlab.grading.sandbox.run`: wall-clock and memory
-   limits, no network, unprivileged user, writes confined to the working directory (Landlock).
+   limits, no network, unprivileged user, reads confined (mount namespace: the notebook sees the
+   Python environment and the datasets read-only, its working directory, nothing else of the
+   host), process, disk and ``/dev/shm`` limits, writes confined to the working directory
+   (Landlock). A cell that ignores the interrupt at the cell time limit has its kernel killed
+   :data:`INTERRUPT_GRACE` seconds later (status ``timeout``).
    The environment holds only ``CONVLAB_DATASETS``, the Python path of this package, quiet
    plotting/TensorFlow settings and the Jupyter/IPython/matplotlib/Keras folders (in the
    working directory).
@@ -570,6 +574,8 @@ def sweep_stale_workdirs(base: Path) -> list[Path]:
         try:
             if lock.name.startswith(LOCK_PREFIX):
                 workdir = lock.parent / lock.name[len(LOCK_PREFIX):]
+                with contextlib.suppress(OSError):  # the sandbox's root mount point, empty here
+                    (lock.parent / f".root-{workdir.name}").rmdir()
                 if workdir.exists():
                     shutil.rmtree(workdir, ignore_errors=True)
                     swept.append(workdir)

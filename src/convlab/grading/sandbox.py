@@ -5,8 +5,8 @@ the grader, with the network, without time or memory limits. :func:`run` wraps a
 protections this machine allows, each optional, each reported in :attr:`Outcome.protections`:
 
 ``process_group``
-    The command starts a new session (its own process group) under a tiny init of ours (a Python
-    ``-I -S`` program), which is the *subreaper* of everything the command starts: processes that
+    The command starts a new session (its own process group) under a tiny init of ours
+    (:mod:`convlab.grading.sandbox_init`, run by path with ``python -I -S``), which is the *subreaper* of everything the command starts: processes that
     leave the session and double-fork are re-parented to it, and it kills whatever is left when the
     command ends. On a timeout or a memory overrun, the command and all its descendants are killed
     with SIGKILL; after any end, the group and every descendant seen are killed too. The init holds
@@ -28,25 +28,47 @@ protections this machine allows, each optional, each reported in :attr:`Outcome.
     (``unshare --net``, with ``--map-root-user`` when not root) An empty network namespace with only
     the loopback interface (brought up, so that Jupyter's kernel and otter still talk over
     127.0.0.1 inside it): the host's network and its localhost services are unreachable.
+``filesystem_read_confined``
+    (``unshare --mount``; as non-root with ``--map-root-user``) The init builds a new root in a
+    mount namespace and pivots into it (``sandbox_init.build_root``): a read-only tmpfs with the
+    system folders (``/usr``, ``/bin``, ``/lib*``, ``/sbin``, ``/sys``) and a filtered ``/etc``
+    (no ``shadow``; our own ``passwd``, ``group``, ``hosts``) bound read-only, the Python
+    environment (:func:`python_paths`) and the caller's ``readable`` folders (the datasets)
+    read-only at their real paths, every parent an empty traversable folder of ours, the working
+    directory read-write, a fresh ``/proc`` (of the PID namespace) and a minimal ``/dev``. The old
+    root is detached: the batch folder, other submissions and sandboxes, the output folder, the
+    autograder, ``/root`` and ``/home`` do not exist inside.
+``private_shm``
+    Private, size-limited ``/dev/shm`` (``Limits.shm_bytes``) and ``/tmp`` (``tmp_bytes``)
+    tmpfs, gone with the mount namespace.
 ``unprivileged_user``
-    When the grader runs as root, the command runs as ``nobody`` (groups cleared, no new privileges,
-    umask 077): it cannot write the grading environment, the autograder or other files of root.
-    The working directory is handed to that user.
+    A root grader runs the command as uid/gid ``UID_BASE + slot`` (one per concurrent sandbox,
+    claimed by a lock file in :data:`UID_LOCKS`; groups cleared, no new privileges, umask 077);
+    the working directory is handed to it. A non-root grader runs it as itself: root of its user
+    namespace with every capability dropped. Never root without ``Limits.allow_root``.
+``process_limit``
+    ``RLIMIT_NPROC`` = ``Limits.max_processes`` (processes and threads) for that uid (or user
+    namespace) alone; a tree that reaches it is stopped: ``Outcome.stopped_by == "processes"``.
+``disk_quota``
+    The working directory may grow by ``Limits.disk_bytes``: ``RLIMIT_FSIZE`` per file, its size
+    measured every :data:`DISK_SAMPLE_SECONDS`; past it, stopped (``stopped_by == "disk"``).
 ``filesystem_write_confined``
-    (Landlock, Linux >= 5.13, no privileges needed) The command and everything it starts may
-    create, write, truncate, rename or delete files only beneath the working directory, plus
-    ``/dev/null``-like devices (:data:`WRITABLE_FILES`) and ``/dev/shm`` (the POSIX semaphores of
-    ``multiprocessing``); reading and executing stay allowed everywhere. Applied in addition to
-    the user switch, and the only write barrier where there is none (a grader whose Python lives
-    under ``/root``, which ``nobody`` cannot run): then the notebook runs as root, yet cannot
-    change the grader's code, tests, output folder or other sandboxes.
+    (Landlock, Linux >= 5.13, no privileges needed) A second layer: the command and everything it
+    starts may create, write, truncate, rename or delete files only beneath the working directory,
+    ``/dev/shm``, ``/tmp`` and ``/dev/null``-like devices (:data:`WRITABLE_FILES`).
 ``private_workdir``
     The working directory is a real directory, accessible by its owner only (see
     :func:`prepare_workdir`), and becomes ``HOME``; its ``tmp/`` folder is ``TMPDIR``. The
     environment holds only what the caller passes plus ``PATH``, ``HOME``, ``TMPDIR`` and ``LANG``.
 
-Where the machine refuses a mechanism (no ``unshare``, user namespaces disabled, not root), the
-command still runs without it; :func:`probe_protections` says, once per process, what is available.
+:func:`probe_protections` says, once per process, what this machine allows (the read confinement
+is probed with a real sandbox run). Where it cannot confine the command (no mount namespace, or a
+root grader that cannot switch to an unprivileged uid), :func:`run` raises :class:`SandboxError`
+(:func:`confinement_problem` says why) unless ``Limits.allow_root`` opts in to running it with
+what is left; the other mechanisms are optional and reported.
+
+A command stopped by a per-sandbox limit (``stopped_by``) is ``"crashed"``, with a last line
+``sandbox: stopped: ...`` in its stderr.
 
 The status of an :class:`Outcome`: ``"ok"`` (exit code 0), ``"timeout"`` (killed at the wall-clock
 limit), ``"memory"`` (killed by the watchdog, killed by SIGKILL with a peak RSS near the limit,
