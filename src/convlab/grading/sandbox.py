@@ -7,12 +7,13 @@ protections this machine allows, each optional, each reported in :attr:`Outcome.
 ``process_group``
     The command starts a new session (its own process group) under a tiny init of ours
     (:mod:`convlab.grading.sandbox_init`, run by path with ``python -I -S``), which is the
-    *subreaper* of everything the command starts: processes that leave the session and
-    double-fork are re-parented to it, and it kills whatever is left when the command ends. On a timeout or a memory overrun, the command and all its descendants are killed
-    with SIGKILL; after any end, the group and every descendant seen are killed too. The init holds
-    the read end of a *lifeline* pipe whose write end only the grader holds: when the grader dies
-    (a batch killed with SIGKILL, a Dask worker lost), the init kills the command and everything it
-    started, removes the working directory (nobody else is left to) and exits.
+    *subreaper* of everything the command starts: processes that leave the session and double-fork
+    are re-parented to it, and it kills whatever is left when the command ends. On a timeout or a
+    memory overrun, the command and all its descendants are killed with SIGKILL; after any end, the
+    group and every descendant seen are killed too. The init holds the read end of a *lifeline* pipe
+    whose write end only the grader holds: when the grader dies (a batch killed with SIGKILL, a Dask
+    worker lost), the init kills the command and everything it started, removes the working
+    directory (nobody else is left to) and exits.
 ``pid_namespace``
     (``unshare --pid --fork --mount-proc``) The init is PID 1 of a new PID namespace: when it
     ends, the kernel kills everything left in the namespace. Inside it the submission sees (in
