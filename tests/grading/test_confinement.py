@@ -42,10 +42,11 @@ def base() -> Iterator[Path]:
     shutil.rmtree(path, ignore_errors=True)
 
 
-def run(code: str, base: Path, *args: str, readable: tuple[str, ...] = (), **limits: object) -> sb.Outcome:
+def run(code: str, base: Path, *args: str, readable: tuple[str, ...] = (), env: dict[str, str] | None = None,
+        **limits: object) -> sb.Outcome:
     settings = {"wall_seconds": 30.0, "memory_bytes": None, **limits}
     return sb.run([sys.executable, "-c", textwrap.dedent(code), *args], workdir=sb.prepare_workdir(base),
-                  limits=sb.Limits(**settings), env={}, readable=readable)
+                  limits=sb.Limits(**settings), env=env or {}, readable=readable)
 
 
 def test_every_protection_in_force_here() -> None:
@@ -92,25 +93,31 @@ def test_reads_of_others_are_confined(base: Path) -> None:
     And is no such path in its environment?"""
     other = sb.prepare_workdir(base)
     (other / "export.npz").write_text("classmate's work")
-    batch, output, tests, data = (base / name for name in ("batch", "output", "autograder", "datasets"))
-    for folder in (batch, output, tests, data):
+    batch, output, tests, data, extra = (base / name for name in ("batch", "output", "autograder",
+                                                                  "datasets", "extra"))
+    for folder in (batch, output, tests, data, extra):
         folder.mkdir(mode=0o755)
     (batch / "classmate.zip").write_text("classmate's zip")
     (output / "gradebook.csv").write_text("student_id,total")
     (tests / "q1.py").write_text("hidden test")
     (data / "mnist.gz").write_text("data")
-    for path in (batch / "classmate.zip", output / "gradebook.csv", tests / "q1.py", data / "mnist.gz"):
+    (extra / "more.txt").write_text("more")
+    for path in (batch / "classmate.zip", output / "gradebook.csv", tests / "q1.py", data / "mnist.gz",
+                 extra / "more.txt"):
         path.chmod(0o644)
     targets = [str(p) for p in (other, other / "export.npz", batch, batch / "classmate.zip", output,
                                 tests / "q1.py", Path("/etc/shadow"), Path("/root/.bashrc"), Path("/home"))]
-    out = run(READ, base, *targets, str(data / "mnist.gz"), "/proc/1/environ", readable=(str(data),))
+    out = run(READ, base, *targets, str(data / "mnist.gz"), str(extra / "more.txt"), "/proc/1/environ",
+              readable=(str(extra),), env={"CONVLAB_DATASETS": str(data)})
     assert out.status == "ok", out
     seen = json.loads(out.stdout_tail)
     for path in targets:
         assert seen["found"][path] in ("FileNotFoundError", "PermissionError"), (path, seen["found"][path])
-    assert seen["found"][str(data / "mnist.gz")] == "data"
+    assert seen["found"][str(data / "mnist.gz")] == "data"  # the datasets, named by the environment
+    assert seen["found"][str(extra / "more.txt")] == "more"
     assert seen["found"]["/proc/1/environ"] == "PermissionError"  # the init's, as root
-    assert not any(str(base) in value and "sandbox-" not in value for value in seen["env"].values())
+    assert not any(str(base) in value and "sandbox-" not in value and value != str(data)
+                   for value in seen["env"].values())
     # the host sees the files unchanged
     assert (batch / "classmate.zip").read_text() == "classmate's zip"
 

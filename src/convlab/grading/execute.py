@@ -497,9 +497,8 @@ def execute(submission: Path, lab: str, needed: dict[str, list[str]], settings: 
                                 shm_bytes=settings.shm_bytes)
         command = [sys.executable, "-c", RUNNER, NOTEBOOK, EXECUTED, str(settings.cell_timeout),
                    str(MAX_CELL_OUTPUT), str(MAX_OUTPUT), CUT_NOTE, str(INTERRUPT_GRACE)]
-        env = kernel_env(settings, workdir.resolve())
-        readable = [env[datasets.ENV_VAR]] if datasets.ENV_VAR in env else []
-        outcome = sandbox.run(command, workdir=workdir.resolve(), limits=limits, env=env, readable=readable)
+        outcome = sandbox.run(command, workdir=workdir.resolve(), limits=limits,  # datasets: READABLE_ENV
+                              env=kernel_env(settings, workdir.resolve()))
     except BaseException:
         _release(workdir)
         raise

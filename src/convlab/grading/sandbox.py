@@ -112,6 +112,9 @@ UID_SLOTS = 4096
 UID_LOCKS = (Path("/run/convlab-sandbox") if Path("/run").is_dir()
              else Path(tempfile.gettempdir(), "convlab-sandbox"))
 SANDBOX_USER = f"uid {UID_BASE}+"
+#: environment variables naming a folder the command may read (the offline datasets), added to
+#: ``readable`` where the command's environment sets them
+READABLE_ENV = ("CONVLAB_DATASETS",)
 DISK_SAMPLE_SECONDS = 1.0  #: how often the working directory's size is measured
 MAX_FILES = 200_000  #: files the working directory may hold (each one counted for the quota)
 SAMPLE_SECONDS = 0.2
@@ -487,14 +490,16 @@ def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str
     ``env`` is the whole environment of the command, plus ``PATH`` (``env``'s, else the grader's),
     ``HOME=workdir``, ``TMPDIR=workdir/tmp`` (created) and ``LANG`` (``env``'s, else ``C.UTF-8``).
     With the read confinement, the command sees of the host only the system folders, the grader's
-    Python environment and this package (:func:`python_paths`) and ``readable`` (e.g. the datasets),
-    all read-only, and ``workdir``. When the user switch is in force, the files in ``workdir`` are
-    handed to the sandbox user first. Nothing the command started survives this call, nor the
-    death of the process that called it (which also removes ``workdir``).
+    Python environment and this package (:func:`python_paths`) and ``readable`` (plus the folders
+    that ``env`` names in :data:`READABLE_ENV`: the datasets), all read-only, and ``workdir``.
+    When the user switch is in force, the files in ``workdir`` are handed to the sandbox user
+    first. Nothing the command started survives this call, nor the death of the process that
+    called it (which also removes ``workdir``).
 
     Raises :class:`SandboxError` where the command cannot be started, or cannot be confined and
     ``limits.allow_root`` does not opt in to running it unconfined.
     """
+    readable = [*readable, *(env[k] for k in READABLE_ENV if env.get(k))]
     return _run(command, workdir=workdir, limits=limits, env=env, readable=readable, machine=_probe())
 
 
