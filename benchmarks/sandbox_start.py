@@ -2,11 +2,13 @@
 one uid per sandbox, process/disk limits, private /dev/shm) against the former route (no mount
 namespace; the grader's user where the sandbox user cannot run its Python), in the same session.
 
-    python benchmarks/sandbox_start.py [--runs N] [--json OUT]
+    python benchmarks/sandbox_start.py [--runs N] [--code CODE] [--lab5 N] [--json OUT]
 
 Each run starts this Python in a fresh sandbox (``import numpy``, as every notebook's kernel does
 first), alternating the two routes; the median and the 90th percentile wall time per start are
-printed (seconds) with the difference.
+printed (seconds) with the difference. ``--lab5 N`` also runs phase 1 of grading (the sandboxed
+notebook run, :func:`convlab.grading.execute.execute`) of the Lab 5 solution submission (its
+trained models: nothing retrains) N times by each route, alternating (needs ``CONVLAB_DATASETS``).
 """
 
 from __future__ import annotations
@@ -24,7 +26,10 @@ from convlab.grading import sandbox as sb
 
 ROUTES = {
     "confined": {},
-    "former": {"confine_reads": False, "allow_root": True, "max_processes": None, "disk_bytes": None},
+    # as before on a machine whose Python lives under /root: the grader's user, Landlock, no mount
+    # namespace, no process or disk limit
+    "former": {"confine_reads": False, "allow_root": True, "allow_user_switch": False,
+               "max_processes": None, "disk_bytes": None},
 }
 
 
@@ -33,6 +38,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=20)
     parser.add_argument("--json")
     parser.add_argument("--code", default="import numpy", help="what the sandboxed Python runs")
+    parser.add_argument("--lab5", type=int, default=0, help="Lab 5 solution runs per route")
     args = parser.parse_args()
     sb.probe_protections()  # probed once per process, not counted
     base = Path(tempfile.mkdtemp(prefix="convlab-bench-", dir="/tmp"))
@@ -55,10 +61,48 @@ def main() -> int:
               for name, t in times.items()}
     cost = result["confined"]["median_s"] - result["former"]["median_s"]
     result["confinement_cost_median_s"] = round(cost, 4)
+    result["code"] = args.code
+    if args.lab5:
+        result["lab5_solution_phase1"] = lab5(args.lab5)
     print(json.dumps(result, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
     return 0
+
+
+def lab5(runs: int) -> dict:
+    """Phase 1 of the Lab 5 solution submission by each route (seconds of the sandboxed run)."""
+    import os
+
+    from convlab import corpus
+    from convlab.grading import execute, score
+
+    root = Path(__file__).resolve().parents[1]
+    lab = "lab5_cnn"
+    fixtures = root / "tests" / "fixtures" / lab
+    scenario = next(s for s in corpus.load(fixtures / "scenarios.yml") if s.name == "solution")
+    scratch = Path(tempfile.mkdtemp(prefix="convlab-bench-lab5-"))
+    seconds: dict[str, list[float]] = {name: [] for name in ROUTES}
+    try:
+        submission = corpus.make_submission(scenario, root=root, lab=lab, fixtures=fixtures,
+                                            dest=scratch / "submission")
+        needed = score.needed_names(score.load_tests(root / "autograder" / lab))
+        settings = {"wall_seconds": 1200, "memory_bytes": 10 << 30, "cell_timeout": 600,
+                    "threads": 1, "datasets": os.environ.get("CONVLAB_DATASETS")}
+        for _ in range(runs):
+            for name, extra in ROUTES.items():
+                keep = {k: v for k, v in extra.items() if k in (
+                    "confine_reads", "allow_root", "allow_user_switch", "max_processes", "disk_bytes")}
+                start = time.perf_counter()
+                ex = execute.execute(submission, lab, needed, execute.Settings(**settings, **keep))
+                seconds[name].append(round(time.perf_counter() - start, 2))
+                execute.remove_workdir(ex)
+                assert ex.status == "ok", (name, ex.status, ex.message)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    out = {name: {"seconds": t, "median_s": statistics.median(t)} for name, t in seconds.items()}
+    out["confinement_cost_median_s"] = round(out["confined"]["median_s"] - out["former"]["median_s"], 2)
+    return out
 
 
 if __name__ == "__main__":

@@ -155,6 +155,12 @@ def test_refuses_without_the_opt_in(base: Path, monkeypatch: pytest.MonkeyPatch)
         monkeypatch.setattr(sb, "_probe", lambda: rootful)
         with pytest.raises(sb.SandboxError, match="as root"):
             run("pass", base)
+        # opted in: root, but of the mount namespace only, and without any capability
+        out = run("print(open('/proc/self/status').read())", base, allow_root=True)
+        assert out.status == "ok" and not out.protections["unprivileged_user"], out
+        assert out.protections["filesystem_read_confined"]
+        for line in ("CapEff:\t0000000000000000", "CapBnd:\t0000000000000000"):
+            assert line in out.stdout_tail, out.stdout_tail
 
 
 FORK_BOMB = """

@@ -579,7 +579,7 @@ def _launch(command: list[str], *, workdir: Path, limits: Limits, env: dict[str,
               "root": str(new_root) if confine else None, "readable": readable,
               "uid_inside": user[0] if user else 0, "gid_inside": user[1] if user else 0,
               "shm_bytes": limits.shm_bytes, "tmp_bytes": limits.tmp_bytes,
-              "drop_caps": confine and not root, "nproc": nproc, "file_limit": quota}
+              "drop_caps": confine and user is None, "nproc": nproc, "file_limit": quota}
     argv = [sys.executable, "-I", "-S", str(INIT), json.dumps(config), *command]
     flags = [*(["--net"] if use_net else []), *(machine.pid_flags or ()), *(["--mount"] if confine else [])]
     if flags:

@@ -124,8 +124,8 @@ def build_root(cfg):
         f.write("127.0.0.1 localhost\n::1 localhost\n")
     os.mkdir(new + "/proc")
     mount("proc", new + "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
-    if os.path.isdir("/sys"):
-        bind("/sys")
+    if os.path.isdir("/sys"):  # its submounts (cgroups, security, debug) only where they are locked
+        bind("/sys", recursive=cfg["drop_caps"])
     os.mkdir(new + "/dev")
     mount("tmpfs", new + "/dev", "tmpfs", MS_NOSUID | MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755")
     for name in DEVICES:
@@ -157,7 +157,8 @@ def build_root(cfg):
 
 def drop_capabilities():
     """No capabilities, now or after exec (the command runs as root of a user namespace when the
-    grader is not root): empty the bounding set, the ambient set and the current sets."""
+    grader is not root, or as root with the opt-in where no user switch is possible): empty the
+    bounding set, the ambient set and the current sets."""
     try:
         with open("/proc/sys/kernel/cap_last_cap") as f:
             last = int(f.read())
