@@ -64,6 +64,9 @@ def main() -> int:
     result["code"] = args.code
     if args.lab5:
         result["lab5_solution_phase1"] = lab5(args.lab5)
+    import os
+
+    result["load_average_after"] = round(os.getloadavg()[0], 2)
     print(json.dumps(result, indent=1))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1) + "\n")
@@ -83,6 +86,7 @@ def lab5(runs: int) -> dict:
     scenario = next(s for s in corpus.load(fixtures / "scenarios.yml") if s.name == "solution")
     scratch = Path(tempfile.mkdtemp(prefix="convlab-bench-lab5-"))
     seconds: dict[str, list[float]] = {name: [] for name in ROUTES}
+    cpu: dict[str, list[float]] = {name: [] for name in ROUTES}
     try:
         submission = corpus.make_submission(scenario, root=root, lab=lab, fixtures=fixtures,
                                             dest=scratch / "submission")
@@ -93,16 +97,27 @@ def lab5(runs: int) -> dict:
             for name, extra in ROUTES.items():
                 keep = {k: v for k, v in extra.items() if k in (
                     "confine_reads", "allow_root", "allow_user_switch", "max_processes", "disk_bytes")}
-                start = time.perf_counter()
+                start, used = time.perf_counter(), _children_cpu()
                 ex = execute.execute(submission, lab, needed, execute.Settings(**settings, **keep))
                 seconds[name].append(round(time.perf_counter() - start, 2))
+                cpu[name].append(round(_children_cpu() - used, 2))
                 execute.remove_workdir(ex)
                 assert ex.status == "ok", (name, ex.status, ex.message)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    out = {name: {"seconds": t, "median_s": statistics.median(t)} for name, t in seconds.items()}
-    out["confinement_cost_median_s"] = round(out["confined"]["median_s"] - out["former"]["median_s"], 2)
+    out = {name: {"seconds": t, "median_s": statistics.median(t), "cpu_seconds": cpu[name],
+                  "median_cpu_s": statistics.median(cpu[name])} for name, t in seconds.items()}
+    for key in ("median_s", "median_cpu_s"):
+        out[f"confinement_cost_{key}"] = round(out["confined"][key] - out["former"][key], 2)
     return out
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of this process's ended children and their reaped descendants."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 if __name__ == "__main__":

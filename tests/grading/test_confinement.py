@@ -255,6 +255,28 @@ def test_shm_and_tmp_are_private_bounded_and_removed(base: Path) -> None:
     assert _shmem_kb() < shmem + 32 * 1024  # the 64 MB are given back (others may use a little)
 
 
+SYSV_SHM = """
+    import ctypes
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.shmget.restype = ctypes.c_int
+    segment = libc.shmget(0, 64 << 20, 0o1000 | 0o600)  # IPC_PRIVATE, IPC_CREAT
+    assert segment >= 0, ctypes.get_errno()
+    print("segments inside:", len(open("/proc/sysvipc/shm").read().splitlines()) - 1)
+"""
+
+
+def test_sysv_shared_memory_is_private_and_removed(base: Path) -> None:
+    """Is a System V shared memory segment (which outlives its creator) made in the sandbox's own
+    IPC namespace, invisible to the host and gone with the sandbox?"""
+    def segments() -> list[str]:
+        return Path("/proc/sysvipc/shm").read_text().splitlines()[1:]
+
+    before = segments()
+    out = run(SYSV_SHM, base)
+    assert out.status == "ok" and "segments inside: 1" in out.stdout_tail, out
+    assert [s for s in segments() if s not in before and " 67108864 " in s] == []
+
+
 def _notebook(path: Path, *cells: str) -> Path:
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells]), path)
     return path

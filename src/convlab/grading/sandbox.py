@@ -41,7 +41,8 @@ protections this machine allows, each optional, each reported in :attr:`Outcome.
     autograder, ``/root`` and ``/home`` do not exist inside.
 ``private_shm``
     Private, size-limited ``/dev/shm`` (``Limits.shm_bytes``) and ``/tmp`` (``tmp_bytes``)
-    tmpfs, gone with the mount namespace.
+    tmpfs, gone with the mount namespace; an IPC namespace of its own (``unshare --ipc``), so
+    that System V shared memory and semaphores are its own too, and gone with it.
 ``unprivileged_user``
     A root grader runs the command as uid/gid ``UID_BASE + slot`` (one per concurrent sandbox,
     claimed by a lock file in :data:`UID_LOCKS`; groups cleared, no new privileges, umask 077);
@@ -581,7 +582,8 @@ def _launch(command: list[str], *, workdir: Path, limits: Limits, env: dict[str,
               "shm_bytes": limits.shm_bytes, "tmp_bytes": limits.tmp_bytes,
               "drop_caps": confine and user is None, "nproc": nproc, "file_limit": quota}
     argv = [sys.executable, "-I", "-S", str(INIT), json.dumps(config), *command]
-    flags = [*(["--net"] if use_net else []), *(machine.pid_flags or ()), *(["--mount"] if confine else [])]
+    flags = [*(["--net"] if use_net else []), *(machine.pid_flags or ()),
+             *(["--mount", "--ipc"] if confine else [])]
     if flags:
         argv = [machine.unshare, *flags, *(["--map-root-user"] if machine.map_root else []), "--", *argv]
     child_env = {**env, "PATH": env.get("PATH") or os.environ.get("PATH", os.defpath),
