@@ -187,7 +187,7 @@ def test_grading_works_without_any_write_barrier(tmp_path: Path, monkeypatch: py
     subs = tmp_path / "subs"
     corpus.write_corpus(subs, corpus.Context(outside=tmp_path / "unused"), ["honest"])
     config = grade.Config(lab=corpus.LAB, tests=corpus.write_autograder(tmp_path / "autograder"),
-                          settings=execute.Settings(**corpus.SETTINGS))
+                          settings=execute.Settings(**corpus.SETTINGS, allow_root=True))  # the opt-in
     (tmp_path / "scratch").mkdir()
     result = grade.grade_one(config, batch.Submission("honest", subs / "honest.ipynb"), tmp_path / "scratch")
     assert (result["status"], result["total"]) == ("ok", 4.0)

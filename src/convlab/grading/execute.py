@@ -23,7 +23,11 @@ The grader (trusted) never runs submission code in its own process. :func:`execu
 3. runs :data:`RUNNER` (nbclient, ``allow_errors=True``, a per-cell timeout that interrupts the
    cell and carries on, outputs capped at :data:`MAX_CELL_OUTPUT` per cell and
    :data:`MAX_OUTPUT` in all) with :func:`convlab.grading.sandbox.run`: wall-clock and memory
-   limits, no network, unprivileged user, writes confined to the working directory (Landlock).
+   limits, no network, unprivileged user, reads confined (mount namespace: the notebook sees the
+   Python environment and the datasets read-only, its working directory, nothing else of the
+   host), process, disk and ``/dev/shm`` limits, writes confined to the working directory
+   (Landlock). A cell that ignores the interrupt at the cell time limit has its kernel killed
+   :data:`INTERRUPT_GRACE` seconds later (status ``timeout``).
    The environment holds only ``CONVLAB_DATASETS``, the Python path of this package, quiet
    plotting/TensorFlow settings and the Jupyter/IPython/matplotlib/Keras folders (in the
    working directory).
@@ -51,6 +55,7 @@ from typing import Any
 
 import nbformat
 
+from convlab import datasets
 from convlab.grading import sandbox
 
 MAX_MEMBERS = 2000
@@ -75,8 +80,13 @@ CUT_NOTE = f"\n[вывод ячейки обрезан: больше {MAX_CELL_O
 RUNNER = r"""
 import sys, nbformat
 from nbclient import NotebookClient
+import asyncio, time
 source, target, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
 cell_budget, total_budget, NOTE = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+grace = float(sys.argv[7])
+
+class KernelKilled(Exception):
+    pass
 
 def size(out):
     if out.get("output_type") == "stream":
@@ -88,6 +98,23 @@ def size(out):
 class BoundedClient(NotebookClient):
     used = {}
     total = 0
+    interrupted = None  # when the running cell was interrupted at its time limit
+
+    async def _async_handle_timeout(self, timeout, cell=None):
+        # nbclient interrupts (SIGINT) and waits on; a cell that ignores SIGINT would then hold
+        # the notebook until the sandbox's wall-clock limit: past a grace period, kill its kernel
+        now = time.monotonic()
+        if self.interrupted is None:
+            self.interrupted = now
+        elif now - self.interrupted > grace:
+            await self.km.shutdown_kernel(now=True)
+            raise KernelKilled(cell)
+        await asyncio.sleep(0.2)
+        return await super()._async_handle_timeout(timeout, cell)
+
+    async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
+        self.interrupted = None
+        return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
 
     def output(self, outs, msg, display_id, cell_index):
         out = super().output(outs, msg, display_id, cell_index)
@@ -118,9 +145,24 @@ client = BoundedClient(nb, timeout=timeout, interrupt_on_timeout=True, allow_err
                        resources={"metadata": {"path": "."}})
 try:
     client.execute()
+except KernelKilled:
+    nbformat.write(nb, target)
+    print("convlab: a cell ignored the interrupt at the cell time limit; its kernel was killed",
+          file=sys.stderr)
+    sys.exit(3)
 finally:
     nbformat.write(nb, target)
 """
+
+
+#: seconds a cell interrupted at its time limit has to stop before its kernel is killed
+INTERRUPT_GRACE = 10.0
+KERNEL_KILLED = 3  #: the runner's exit code when it killed a kernel that ignored the interrupt
+#: the first line of an execution's message when the sandbox stopped it
+STOPPED = {"processes": "выполнение остановлено: превышен лимит числа процессов и потоков",
+           "disk": "выполнение остановлено: превышен лимит объёма файлов, записанных блокнотом",
+           "interrupt": "выполнение остановлено: ячейка не прервалась по истечении лимита времени ячейки, "
+                        "ядро остановлено принудительно"}
 
 
 class SubmissionError(Exception):
@@ -144,6 +186,13 @@ class Settings:
     datasets: str | None = None  #: CONVLAB_DATASETS for the kernel (default: the grader's)
     allow_user_switch: bool = True
     confine_writes: bool = True  #: Landlock: the notebook writes only its working directory
+    confine_reads: bool = True  #: mount namespace: the notebook sees only what it needs
+    #: explicit opt-in (``convlab grade --allow-root``): where the machine cannot confine the
+    #: notebook, run it anyway (as root when the grader is root); without it such a machine refuses
+    allow_root: bool = False
+    max_processes: int | None = 1024  #: processes and threads of one notebook (TF needs ~100s)
+    disk_bytes: int | None = 2 << 30  #: bytes a notebook may add to its working directory
+    shm_bytes: int = 512 << 20  #: its private /dev/shm
     max_members: int = MAX_MEMBERS  #: files a zip submission may hold
     max_unpacked: int = MAX_UNPACKED  #: bytes a zip submission may unpack to
     #: CPU threads of the kernel's TensorFlow and OpenMP (None: their default, every core); a batch
@@ -353,8 +402,6 @@ def kernel_env(settings: Settings, workdir: Path | None = None) -> dict[str, str
     """The whole environment of the sandboxed runner and its kernel. With ``workdir``, the
     configuration and cache folders of Jupyter, IPython, matplotlib and Keras are inside it (the
     only place the notebook may write; ``HOME`` and ``TMPDIR`` are set by the sandbox)."""
-    from convlab import datasets
-
     env = {"PYTHONPATH": _package_path(), "MPLBACKEND": "Agg", "TF_CPP_MIN_LOG_LEVEL": "2",
            "PYTHONDONTWRITEBYTECODE": "1", "PATH": str(Path(sys.executable).parent) + os.pathsep
            + os.environ.get("PATH", os.defpath)}
@@ -408,12 +455,12 @@ def _reachable_by_others(path: Path) -> bool:
 
 @functools.cache
 def sandbox_user_can_run() -> bool:
-    """Whether the sandbox user can run this interpreter with its libraries and this package.
-
-    Where it cannot (e.g. a virtualenv whose Python lives under ``/root``), the notebook runs
-    without the user switch: the other protections stay, and the result's ``protections`` says
-    ``unprivileged_user: false``.
-    """
+    """Whether the sandbox user can run this interpreter with its libraries and this package:
+    always with the read confinement (the sandbox sees the Python environment at its real path,
+    every parent folder traversable), else where every parent folder is searchable by others
+    (not a virtualenv whose Python lives under ``/root``)."""
+    if sandbox.probe_protections()["filesystem_read_confined"]:
+        return True
     import sysconfig
 
     paths = [Path(sys.executable), Path(sysconfig.get_paths()["stdlib"]),
@@ -443,17 +490,26 @@ def execute(submission: Path, lab: str, needed: dict[str, list[str]], settings: 
         runnable = execution_notebook(nb, needed, seed=settings.seed, seed_variable=settings.seed_variable)
         nbformat.write(runnable, workdir / NOTEBOOK)
         limits = sandbox.Limits(wall_seconds=settings.wall_seconds, memory_bytes=settings.memory_bytes,
-                                allow_user_switch=settings.allow_user_switch and sandbox_user_can_run(),
-                                confine_writes=settings.confine_writes)
+                                allow_user_switch=settings.allow_user_switch,
+                                confine_writes=settings.confine_writes,
+                                confine_reads=settings.confine_reads, allow_root=settings.allow_root,
+                                max_processes=settings.max_processes, disk_bytes=settings.disk_bytes,
+                                shm_bytes=settings.shm_bytes)
         command = [sys.executable, "-c", RUNNER, NOTEBOOK, EXECUTED, str(settings.cell_timeout),
-                   str(MAX_CELL_OUTPUT), str(MAX_OUTPUT), CUT_NOTE]
-        outcome = sandbox.run(command, workdir=workdir.resolve(), limits=limits,
+                   str(MAX_CELL_OUTPUT), str(MAX_OUTPUT), CUT_NOTE, str(INTERRUPT_GRACE)]
+        outcome = sandbox.run(command, workdir=workdir.resolve(), limits=limits,  # datasets: READABLE_ENV
                               env=kernel_env(settings, workdir.resolve()))
     except BaseException:
         _release(workdir)
         raise
-    message = "" if outcome.status == "ok" else outcome.stderr_tail[-1500:]
-    return Execution(status=outcome.status, message=message, workdir=workdir, export=workdir / EXPORT_DIR,
+    status = outcome.status
+    message = "" if status == "ok" else outcome.stderr_tail[-1500:]
+    if outcome.stopped_by is not None:
+        message = f"{STOPPED[outcome.stopped_by]}\n{message}"
+    elif status == "crashed" and outcome.returncode == KERNEL_KILLED:
+        status = "timeout"  # a cell ignored the interrupt at the cell time limit: its kernel was killed
+        message = f"{STOPPED['interrupt']}\n{message}"
+    return Execution(status=status, message=message, workdir=workdir, export=workdir / EXPORT_DIR,
                      executed=workdir / EXECUTED, seconds=outcome.seconds,
                      peak_rss_bytes=outcome.peak_rss_bytes, protections=outcome.protections,
                      stderr_tail=outcome.stderr_tail)
@@ -517,6 +573,8 @@ def sweep_stale_workdirs(base: Path) -> list[Path]:
         try:
             if lock.name.startswith(LOCK_PREFIX):
                 workdir = lock.parent / lock.name[len(LOCK_PREFIX):]
+                with contextlib.suppress(OSError):  # the sandbox's root mount point, empty here
+                    (lock.parent / f".root-{workdir.name}").rmdir()
                 if workdir.exists():
                     shutil.rmtree(workdir, ignore_errors=True)
                     swept.append(workdir)

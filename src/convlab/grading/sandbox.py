@@ -5,14 +5,15 @@ the grader, with the network, without time or memory limits. :func:`run` wraps a
 protections this machine allows, each optional, each reported in :attr:`Outcome.protections`:
 
 ``process_group``
-    The command starts a new session (its own process group) under a tiny init of ours (a Python
-    ``-I -S`` program), which is the *subreaper* of everything the command starts: processes that
-    leave the session and double-fork are re-parented to it, and it kills whatever is left when the
-    command ends. On a timeout or a memory overrun, the command and all its descendants are killed
-    with SIGKILL; after any end, the group and every descendant seen are killed too. The init holds
-    the read end of a *lifeline* pipe whose write end only the grader holds: when the grader dies
-    (a batch killed with SIGKILL, a Dask worker lost), the init kills the command and everything it
-    started, removes the working directory (nobody else is left to) and exits.
+    The command starts a new session (its own process group) under a tiny init of ours
+    (:mod:`convlab.grading.sandbox_init`, run by path with ``python -I -S``), which is the
+    *subreaper* of everything the command starts: processes that leave the session and double-fork
+    are re-parented to it, and it kills whatever is left when the command ends. On a timeout or a
+    memory overrun, the command and all its descendants are killed with SIGKILL; after any end, the
+    group and every descendant seen are killed too. The init holds the read end of a *lifeline* pipe
+    whose write end only the grader holds: when the grader dies (a batch killed with SIGKILL, a Dask
+    worker lost), the init kills the command and everything it started, removes the working
+    directory (nobody else is left to) and exits.
 ``pid_namespace``
     (``unshare --pid --fork --mount-proc``) The init is PID 1 of a new PID namespace: when it
     ends, the kernel kills everything left in the namespace. Inside it the submission sees (in
@@ -28,25 +29,48 @@ protections this machine allows, each optional, each reported in :attr:`Outcome.
     (``unshare --net``, with ``--map-root-user`` when not root) An empty network namespace with only
     the loopback interface (brought up, so that Jupyter's kernel and otter still talk over
     127.0.0.1 inside it): the host's network and its localhost services are unreachable.
+``filesystem_read_confined``
+    (``unshare --mount``; as non-root with ``--map-root-user``) The init builds a new root in a
+    mount namespace and pivots into it (``sandbox_init.build_root``): a read-only tmpfs with the
+    system folders (``/usr``, ``/bin``, ``/lib*``, ``/sbin``, ``/sys``) and a filtered ``/etc``
+    (no ``shadow``; our own ``passwd``, ``group``, ``hosts``) bound read-only, the Python
+    environment (:func:`python_paths`) and the caller's ``readable`` folders (the datasets)
+    read-only at their real paths, every parent an empty traversable folder of ours, the working
+    directory read-write, a fresh ``/proc`` (of the PID namespace) and a minimal ``/dev``. The old
+    root is detached: the batch folder, other submissions and sandboxes, the output folder, the
+    autograder, ``/root`` and ``/home`` do not exist inside.
+``private_shm``
+    Private, size-limited ``/dev/shm`` (``Limits.shm_bytes``) and ``/tmp`` (``tmp_bytes``)
+    tmpfs, gone with the mount namespace; an IPC namespace of its own (``unshare --ipc``), so
+    that System V shared memory and semaphores are its own too, and gone with it.
 ``unprivileged_user``
-    When the grader runs as root, the command runs as ``nobody`` (groups cleared, no new privileges,
-    umask 077): it cannot write the grading environment, the autograder or other files of root.
-    The working directory is handed to that user.
+    A root grader runs the command as uid/gid ``UID_BASE + slot`` (one per concurrent sandbox,
+    claimed by a lock file in :data:`UID_LOCKS`; groups cleared, no new privileges, umask 077);
+    the working directory is handed to it. A non-root grader runs it as itself: root of its user
+    namespace with every capability dropped. Never root without ``Limits.allow_root``.
+``process_limit``
+    ``RLIMIT_NPROC`` = ``Limits.max_processes`` (processes and threads) for that uid (or user
+    namespace) alone; a tree that reaches it is stopped: ``Outcome.stopped_by == "processes"``.
+``disk_quota``
+    The working directory may grow by ``Limits.disk_bytes``: ``RLIMIT_FSIZE`` per file, its size
+    measured every :data:`DISK_SAMPLE_SECONDS`; past it, stopped (``stopped_by == "disk"``).
 ``filesystem_write_confined``
-    (Landlock, Linux >= 5.13, no privileges needed) The command and everything it starts may
-    create, write, truncate, rename or delete files only beneath the working directory, plus
-    ``/dev/null``-like devices (:data:`WRITABLE_FILES`) and ``/dev/shm`` (the POSIX semaphores of
-    ``multiprocessing``); reading and executing stay allowed everywhere. Applied in addition to
-    the user switch, and the only write barrier where there is none (a grader whose Python lives
-    under ``/root``, which ``nobody`` cannot run): then the notebook runs as root, yet cannot
-    change the grader's code, tests, output folder or other sandboxes.
+    (Landlock, Linux >= 5.13, no privileges needed) A second layer: the command and everything it
+    starts may create, write, truncate, rename or delete files only beneath the working directory,
+    ``/dev/shm``, ``/tmp`` and ``/dev/null``-like devices (:data:`WRITABLE_FILES`).
 ``private_workdir``
     The working directory is a real directory, accessible by its owner only (see
     :func:`prepare_workdir`), and becomes ``HOME``; its ``tmp/`` folder is ``TMPDIR``. The
     environment holds only what the caller passes plus ``PATH``, ``HOME``, ``TMPDIR`` and ``LANG``.
 
-Where the machine refuses a mechanism (no ``unshare``, user namespaces disabled, not root), the
-command still runs without it; :func:`probe_protections` says, once per process, what is available.
+:func:`probe_protections` says, once per process, what this machine allows (the read confinement
+is probed with a real sandbox run). Where it cannot confine the command (no mount namespace, or a
+root grader that cannot switch to an unprivileged uid), :func:`run` raises :class:`SandboxError`
+(:func:`confinement_problem` says why) unless ``Limits.allow_root`` opts in to running it with
+what is left; the other mechanisms are optional and reported.
+
+A command stopped by a per-sandbox limit (``stopped_by``) is ``"crashed"``, with a last line
+``sandbox: stopped: ...`` in its stderr.
 
 The status of an :class:`Outcome`: ``"ok"`` (exit code 0), ``"timeout"`` (killed at the wall-clock
 limit), ``"memory"`` (killed by the watchdog, killed by SIGKILL with a peak RSS near the limit,
@@ -59,10 +83,10 @@ or not executable by the sandbox user) raises :class:`SandboxError`: that is the
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import functools
 import json
 import os
-import pwd
 import selectors
 import shutil
 import signal
@@ -71,7 +95,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -82,12 +106,24 @@ except ImportError:  # pragma: no cover - psutil comes with ipykernel
 
 Status = Literal["ok", "timeout", "memory", "crashed"]
 
-SANDBOX_USER = "nobody"
+#: the sandbox user of a root grader: one uid (and gid) per concurrent sandbox, UID_BASE + slot, held
+#: by a lock file in UID_LOCKS; no passwd entry, no files outside the sandbox
+UID_BASE = 2_000_000_000
+UID_SLOTS = 4096
+UID_LOCKS = (Path("/run/convlab-sandbox") if Path("/run").is_dir()
+             else Path(tempfile.gettempdir(), "convlab-sandbox"))
+SANDBOX_USER = f"uid {UID_BASE}+"
+#: environment variables naming a folder the command may read (the offline datasets), added to
+#: ``readable`` where the command's environment sets them
+READABLE_ENV = ("CONVLAB_DATASETS",)
+DISK_SAMPLE_SECONDS = 1.0  #: how often the working directory's size is measured
+MAX_FILES = 200_000  #: files the working directory may hold (each one counted for the quota)
 SAMPLE_SECONDS = 0.2
 TAIL_CHARS = 4000
 MEMORY_NEAR = 0.8  # a SIGKILL with a peak RSS above this share of the limit counts as "memory"
 PROTECTIONS = ("process_group", "pid_namespace", "memory_watchdog", "rlimit_memory",
-               "network_namespace", "unprivileged_user", "filesystem_write_confined", "private_workdir")
+               "network_namespace", "unprivileged_user", "filesystem_write_confined", "private_workdir",
+               "filesystem_read_confined", "process_limit", "disk_quota", "private_shm")
 #: files outside the working directory that the command may still write (when they exist)
 WRITABLE_FILES = ("/dev/null", "/dev/zero", "/dev/full", "/dev/tty")
 #: folders outside the working directory that the command may still write (when they exist)
@@ -111,6 +147,14 @@ class Limits:
     no_network: bool = True
     allow_user_switch: bool = True
     confine_writes: bool = True  #: Landlock: writes only beneath the working directory
+    confine_reads: bool = True  #: mount namespace: the command sees only what it needs
+    #: explicit opt-in: where the machine cannot confine the command (no unprivileged user, no
+    #: mount namespace), run it anyway, as the grader (root when the grader is root); else refuse
+    allow_root: bool = False
+    max_processes: int | None = 1024  #: processes and threads of the sandbox user (RLIMIT_NPROC)
+    disk_bytes: int | None = 4 << 30  #: bytes the command may add to its working directory
+    shm_bytes: int = 512 << 20  #: size of the private /dev/shm
+    tmp_bytes: int = 256 << 20  #: size of the private /tmp
 
     def __post_init__(self) -> None:
         if not self.wall_seconds > 0:
@@ -130,6 +174,8 @@ class Outcome:
     stdout_tail: str
     stderr_tail: str
     protections: dict[str, bool] = field(default_factory=dict)
+    #: which per-sandbox limit stopped the command, if one did: "processes" or "disk"
+    stopped_by: str | None = None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -145,195 +191,7 @@ with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
     fcntl.ioctl(s, 0x8914, struct.pack("16sh22x", b"lo", flags | 1))  # SIOCSIFFLAGS, IFF_UP
 """
 
-# Landlock (see Documentation/userspace-api/landlock.rst): a ruleset that handles every kind of
-# write (so each is denied unless a rule allows it) and none of reading or executing; one rule
-# grants them all beneath each writable folder, one grants writing to each writable file.
-_LANDLOCK = r"""
-def confine_writes(folders, files):
-    import ctypes, os, struct
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.syscall.restype = ctypes.c_long
-
-    def syscall(number, *args):
-        result = libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args))
-        if result < 0:
-            errno = ctypes.get_errno()
-            raise OSError(errno, "landlock syscall %d: %s" % (number, os.strerror(errno)))
-        return result
-
-    abi = syscall(444, 0, 0, 1)  # landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION)
-    write_file, truncate = 1 << 1, 1 << 14
-    # WRITE_FILE, REMOVE_DIR, REMOVE_FILE, MAKE_CHAR, _DIR, _REG, _SOCK, _FIFO, _BLOCK, _SYM
-    handled = sum(1 << bit for bit in (1, 4, 5, 6, 7, 8, 9, 10, 11, 12))
-    if abi >= 2:
-        handled |= 1 << 13  # REFER: links and renames across folders
-    if abi >= 3:
-        handled |= truncate
-    attr = ctypes.create_string_buffer(struct.pack("=Q", handled))
-    ruleset = syscall(444, ctypes.addressof(attr), 8, 0)
-    try:
-        for path, access in [*((p, handled) for p in folders),
-                             *((p, handled & (write_file | truncate)) for p in files)]:
-            fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
-            try:
-                rule = ctypes.create_string_buffer(struct.pack("=Qi", access, fd))
-                syscall(445, ruleset, 1, ctypes.addressof(rule), 0)  # LANDLOCK_RULE_PATH_BENEATH
-            finally:
-                os.close(fd)
-        libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS, required to restrict oneself
-        syscall(446, ruleset, 0)  # landlock_restrict_self
-    finally:
-        os.close(ruleset)
-    return abi
-"""
-
-# Does Landlock confine this process? (run by the probe in a throw-away process)
-_LANDLOCK_PROBE = _LANDLOCK + r"""
-import os, sys
-inside, outside = sys.argv[1:3]
-confine_writes([inside], ["/dev/null"])
-open(os.path.join(inside, "ok"), "w").close()
-open("/dev/null", "w").close()
-try:
-    open(os.path.join(outside, "denied"), "w").close()
-except PermissionError:
-    sys.exit(0)
-sys.exit(1)
-"""
-
-_INIT = r"""
-import ctypes, json, os, resource, signal, sys, time
-cfg = json.loads(sys.argv[1])
-cmd = sys.argv[2:]
-fd = cfg["status_fd"]
-lifeline = cfg["lifeline_fd"]
-libc = ctypes.CDLL(None, use_errno=True)
-libc.prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER: orphans of the command become our children
-resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-if cfg["data_limit"]:
-    hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
-    lim = cfg["data_limit"] if hard == resource.RLIM_INFINITY else min(cfg["data_limit"], hard)
-    resource.setrlimit(resource.RLIMIT_DATA, (lim, lim))
-if cfg["loopback"]:
-    try:
-        exec(cfg["loopback"])
-    except OSError as exc:
-        os.write(2, ("sandbox: cannot bring up the loopback: %s\n" % exc).encode())
-pid = os.fork()
-if pid == 0:
-    try:
-        os.set_inheritable(fd, False)  # closed by a successful exec, kept to report a failed one
-        os.close(lifeline)
-        for sig in (signal.SIGPIPE, signal.SIGXFSZ):
-            signal.signal(sig, signal.SIG_DFL)
-        os.umask(0o077)
-        if cfg["uid"] is not None:
-            uid, gid = cfg["uid"], cfg["gid"]
-            os.setgroups([])
-            os.setresgid(gid, gid, gid)
-            os.setresuid(uid, uid, uid)
-            if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid):
-                raise OSError("the user switch did not take")
-        libc.prctl(38, 1, 0, 0, 0)  # PR_SET_NO_NEW_PRIVS: no setuid programs
-        if cfg["landlock"]:
-            try:
-                exec(cfg["landlock"])
-                confine_writes(cfg["writable_dirs"], cfg["writable_files"])
-            except BaseException as exc:
-                raise OSError("cannot confine writes with Landlock: %s" % exc) from None
-        os.execvp(cmd[0], cmd)
-    except BaseException as exc:
-        try:
-            os.write(fd, ("E cannot start %r as uid %d: %s\n" % (cmd[0], os.getuid(), exc)).encode())
-        finally:
-            os._exit(127)
-
-def tree():
-    # every descendant of this init, as /proc shows them (host pids: not in a PID namespace)
-    parents = {}
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open("/proc/%s/stat" % name) as f:
-                    st = f.read()
-            except OSError:
-                continue
-            parents.setdefault(int(st[st.rindex(")") + 2:].split()[1]), []).append(int(name))
-    found, todo = [], [os.getpid()]
-    while todo:
-        for child in parents.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
-
-def leftovers():
-    # PID 1 of a namespace: kill(-1) reaches everything in it but us, and /proc may be the host's
-    # (a PID namespace without its own /proc), where "children of PID 1" are the host's daemons
-    return [-1] if os.getpid() == 1 else tree()
-
-def orphaned():
-    # The lifeline reads end of file when the grader is gone: kill everything, clean up, exit.
-    try:
-        while os.read(lifeline, 1):
-            pass
-    except OSError:
-        pass
-    end = time.monotonic() + 5
-    while time.monotonic() < end:
-        left = leftovers()
-        if not left:
-            break
-        for p in left:
-            try:
-                os.kill(p, signal.SIGKILL)
-            except OSError:
-                if p == -1:
-                    left = []
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
-                pass
-        except ChildProcessError:
-            if os.getpid() == 1:
-                break
-        time.sleep(0.01)
-    import shutil
-    shutil.rmtree(cfg["workdir"], ignore_errors=True)
-    os._exit(137)
-
-import threading
-watcher = threading.Thread(target=orphaned, daemon=True)
-watcher.start()
-
-code, maxrss = 1, 0
-while True:
-    try:
-        p, st, ru = os.wait4(-1, 0)
-    except ChildProcessError:
-        break
-    if p == pid:
-        code, maxrss = os.waitstatus_to_exitcode(st), ru.ru_maxrss
-        break
-
-# The command is gone: kill what it left behind (all of it ends up here, as we are its subreaper).
-end = time.monotonic() + 5
-while time.monotonic() < end:
-    try:
-        while os.waitpid(-1, os.WNOHANG)[0]:
-            pass
-    except ChildProcessError:
-        break
-    for p in leftovers():
-        try:
-            os.kill(p, signal.SIGKILL)
-        except OSError:
-            pass
-    time.sleep(0.01)
-try:
-    os.write(fd, ("%d %d\n" % (code, maxrss)).encode())
-except OSError:  # nobody reads: the grader is gone, the watcher cleans up and exits
-    watcher.join()
-os._exit(code if code >= 0 else 128 - code)
-"""
+INIT = Path(__file__).with_name("sandbox_init.py")  #: the init, run by path (stdlib only)
 
 
 @dataclass(frozen=True)
@@ -344,10 +202,11 @@ class _Machine:
     map_root: bool
     net: bool
     pid_flags: tuple[str, ...] | None
-    user: tuple[int, int] | None
+    user: tuple[int, int] | None  #: root only: an unprivileged uid/gid can be switched to (UID_BASE)
     rlimit: bool
     watchdog: bool
     landlock: bool = False
+    mount: bool = False  #: the init can build a confined root in a mount namespace
 
 
 def _python() -> list[str]:
@@ -361,6 +220,18 @@ def _works(argv: list[str]) -> bool:
                               cwd="/").returncode == 0
     except (OSError, subprocess.SubprocessError):
         return False
+
+
+# What the mount probe's command checks from inside (argv[1]: a file beside the working directory)
+_MOUNT_PROBE = r"""
+import os, sys
+assert os.getcwd() == os.environ["HOME"]
+open("written", "w").close()
+for secret in (sys.argv[1], "/etc/shadow", "/root/.bashrc", "/home"):
+    assert not os.path.exists(secret), secret
+assert sorted(os.listdir("/dev/shm")) == []
+assert os.path.exists(sys.executable)
+"""
 
 
 @functools.cache
@@ -379,14 +250,10 @@ def _probe() -> _Machine:
                 break
     user = None
     if root:
-        try:
-            pw = pwd.getpwnam(SANDBOX_USER)
-        except KeyError:
-            pw = None
-        if pw is not None and pw.pw_uid != 0 and _works([*_python(), (
-                f"import os; os.setgroups([]); os.setresgid({pw.pw_gid}, {pw.pw_gid}, {pw.pw_gid}); "
-                f"os.setresuid({pw.pw_uid}, {pw.pw_uid}, {pw.pw_uid})")]):
-            user = (pw.pw_uid, pw.pw_gid)
+        uid = UID_BASE
+        if _works([*_python(), f"import os; os.setgroups([]); os.setresgid({uid}, {uid}, {uid}); "
+                                f"os.setresuid({uid}, {uid}, {uid})"]):
+            user = (uid, uid)
     rlimit = _works([*_python(), "import resource; resource.setrlimit(resource.RLIMIT_CORE, (0, 0))"])
     watchdog = False
     if psutil is not None:
@@ -398,18 +265,69 @@ def _probe() -> _Machine:
             inside, outside = Path(tmp, "inside"), Path(tmp, "outside")
             inside.mkdir()
             outside.mkdir()
-            landlock = _works([*_python(), _LANDLOCK_PROBE, str(inside), str(outside)])
-    return _Machine(unshare=unshare, map_root=not root, net=bool(net), pid_flags=pid_flags,
-                    user=user, rlimit=rlimit, watchdog=watchdog, landlock=landlock)
+            landlock = _works([sys.executable, "-I", "-S", str(INIT), "--probe-landlock",
+                               str(inside), str(outside)])
+    machine = _Machine(unshare=unshare, map_root=not root, net=bool(net), pid_flags=pid_flags,
+                       user=user, rlimit=rlimit, watchdog=watchdog, landlock=landlock)
+    if unshare and pid_flags is not None and (user is not None or not root):
+        machine = replace(machine, mount=_probe_mount(machine))
+    return machine
+
+
+def _probe_mount(machine: _Machine) -> bool:
+    """Does a command run confined here: unprivileged, seeing its working directory (writable) and
+    the Python environment, not the folder beside it, /etc/shadow, /root, /home nor the host's
+    /dev/shm? (A real sandbox run of a trivial command, with the mount namespace.)"""
+    base = Path(tempfile.mkdtemp(prefix="convlab-probe-"))
+    try:
+        base.chmod(0o711)
+        secret = base / "secret"
+        secret.write_text("x")
+        workdir = prepare_workdir(base)
+        with contextlib.suppress(OSError):
+            probe = replace(machine, mount=True)
+            out = _run([sys.executable, "-I", "-S", "-c", _MOUNT_PROBE, str(secret)], workdir=workdir,
+                       limits=Limits(wall_seconds=_PROBE_TIMEOUT, memory_bytes=None, no_network=False,
+                                     confine_writes=False),
+                       env={}, readable=(), machine=probe)
+            return out.status == "ok" and (workdir / "written").exists()
+        return False
+    except SandboxError:
+        return False
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
 
 
 def probe_protections() -> dict[str, bool]:
     """Which protections this machine allows (tried once per process with trivial commands)."""
     m = _probe()
+    root = os.geteuid() == 0
+    unprivileged = m.user is not None if root else True
     return {"process_group": os.name == "posix", "pid_namespace": m.pid_flags is not None,
             "memory_watchdog": m.watchdog, "rlimit_memory": m.rlimit,
-            "network_namespace": m.net, "unprivileged_user": m.user is not None,
-            "filesystem_write_confined": m.landlock, "private_workdir": True}
+            "network_namespace": m.net, "unprivileged_user": unprivileged and (m.mount or not root),
+            "filesystem_write_confined": m.landlock, "private_workdir": True,
+            "filesystem_read_confined": m.mount, "process_limit": m.rlimit and (m.mount or not root),
+            "disk_quota": m.rlimit, "private_shm": m.mount}
+
+
+def confinement_problem() -> str | None:
+    """Why this machine cannot run a submission confined (unprivileged, reads confined), or None.
+
+    Without the explicit opt-in (``Limits.allow_root``, ``convlab grade --allow-root``), a
+    sandbox run on such a machine raises :class:`SandboxError` with this text."""
+    m = _probe()
+    missing = []
+    if not m.mount:
+        missing.append("a mount namespace for the read confinement (util-linux unshare --mount "
+                       "--pid --fork; as non-root, unprivileged user namespaces)")
+    if os.geteuid() == 0 and m.user is None:
+        missing.append(f"a switch to an unprivileged uid (setresuid to {UID_BASE}+)")
+    if not missing:
+        return None
+    return ("this machine cannot confine the notebooks: no " + "; no ".join(missing)
+            + ". Refusing to grade; run on a machine that allows it (see docs/maintainers.md, "
+            "'Sandbox'), or opt in explicitly to running unconfined (convlab grade --allow-root)")
 
 
 def prepare_workdir(base: Path) -> Path:
@@ -437,9 +355,10 @@ def _searchable_by(path: Path, uid: int, gid: int) -> bool:
     return bool(st.st_mode & stat.S_IXOTH)
 
 
-def _hand_over(workdir: Path, uid: int, gid: int) -> None:
-    """Give the working directory tree to the sandbox user; fail if that user cannot reach it."""
-    for parent in workdir.parents:
+def _hand_over(workdir: Path, uid: int, gid: int, *, reachable: bool = True) -> None:
+    """Give the working directory tree to the sandbox user; with ``reachable``, fail if that user
+    cannot reach it (without the mount namespace, where its parents are the host's)."""
+    for parent in workdir.parents if reachable else ():
         if not _searchable_by(parent, uid, gid):
             raise SandboxError(
                 f"{workdir} is not reachable by the sandbox user {SANDBOX_USER}: {parent} has mode "
@@ -509,51 +428,167 @@ def _tail(data: bytearray) -> str:
     return data.decode("utf-8", errors="replace")[-TAIL_CHARS:]
 
 
-def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str]) -> Outcome:
+def python_paths() -> list[str]:
+    """The folders a Python command of the grader's needs to read: the interpreter's prefixes (a
+    virtualenv and the Python it was made from) and the folder this package is imported from."""
+    import sysconfig
+
+    paths = [sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix,
+             os.path.dirname(os.path.realpath(sys.executable)),
+             *(sysconfig.get_paths().get(k) for k in ("stdlib", "platstdlib", "purelib", "platlib")),
+             str(Path(__file__).resolve().parents[2])]
+    return sorted({os.path.realpath(p) for p in paths if p})
+
+
+def _readable(extra: tuple[str, ...] | list[str], workdir: Path) -> list[str]:
+    paths = [*python_paths(), *(os.path.realpath(p) for p in extra)]
+    for path in paths:
+        if path == "/" or workdir.is_relative_to(path):
+            raise SandboxError(f"{path} would show the sandbox its own parent folders (and other "
+                               "sandboxes): keep the Python environment and the datasets elsewhere")
+    return paths
+
+
+def _claim_uid() -> tuple[int, int]:
+    """A uid of the range that no other sandbox on this machine holds now, and the lock's fd."""
+    UID_LOCKS.mkdir(mode=0o700, exist_ok=True)
+    for slot in range(UID_SLOTS):
+        fd = os.open(UID_LOCKS / str(slot), os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            continue
+        return UID_BASE + slot, fd
+    raise SandboxError(f"all {UID_SLOTS} sandbox uids are in use")
+
+
+def _disk_usage(workdir: Path, limit: int) -> int:
+    """Bytes the working directory holds (allocated blocks), counting at most :data:`MAX_FILES`
+    entries: past that, more than ``limit`` is returned."""
+    total, count, todo = 0, 0, [str(workdir)]
+    while todo:
+        try:
+            with os.scandir(todo.pop()) as entries:
+                for entry in entries:
+                    count += 1
+                    if count > MAX_FILES:
+                        return limit + 1
+                    with contextlib.suppress(OSError):
+                        st = entry.stat(follow_symlinks=False)
+                        total += st.st_blocks * 512
+                        if stat.S_ISDIR(st.st_mode):
+                            todo.append(entry.path)
+        except OSError:
+            continue
+    return total
+
+
+def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str],
+        readable: tuple[str, ...] | list[str] = ()) -> Outcome:
     """Run ``command`` in ``workdir`` inside the sandbox and report how it ended.
 
     ``env`` is the whole environment of the command, plus ``PATH`` (``env``'s, else the grader's),
     ``HOME=workdir``, ``TMPDIR=workdir/tmp`` (created) and ``LANG`` (``env``'s, else ``C.UTF-8``).
+    With the read confinement, the command sees of the host only the system folders, the grader's
+    Python environment and this package (:func:`python_paths`) and ``readable`` (plus the folders
+    that ``env`` names in :data:`READABLE_ENV`: the datasets), all read-only, and ``workdir``.
     When the user switch is in force, the files in ``workdir`` are handed to the sandbox user
     first. Nothing the command started survives this call, nor the death of the process that
     called it (which also removes ``workdir``).
+
+    Raises :class:`SandboxError` where the command cannot be started, or cannot be confined and
+    ``limits.allow_root`` does not opt in to running it unconfined.
     """
+    readable = [*readable, *(env[k] for k in READABLE_ENV if env.get(k))]
+    return _run(command, workdir=workdir, limits=limits, env=env, readable=readable, machine=_probe())
+
+
+def _run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str],
+         readable: tuple[str, ...] | list[str], machine: _Machine) -> Outcome:
     if not command:
         raise ValueError("empty command")
     workdir = Path(workdir).resolve()
     if not workdir.is_dir():
         raise SandboxError(f"{workdir} is not a directory")
-    machine = _probe()
+    root = os.geteuid() == 0
+    confine = limits.confine_reads and machine.mount
+    switch = root and limits.allow_user_switch and machine.user is not None
+    if not limits.allow_root:
+        if limits.confine_reads and not machine.mount:
+            raise SandboxError(confinement_problem() or "no mount namespace here")
+        if root and not switch:
+            raise SandboxError("the command would run as root (no user switch); opt in explicitly "
+                               "(Limits.allow_root, convlab grade --allow-root) to allow it")
+    paths = _readable(readable, workdir) if confine else []
     (workdir / TMP).mkdir(mode=0o700, exist_ok=True)
-    user = machine.user if limits.allow_user_switch else None
-    if user is not None:
-        _hand_over(workdir, *user)
+    uid_lock = None
+    user = None
+    if switch:
+        user = (UID_BASE, UID_BASE)
+        if confine:  # one uid per concurrent sandbox (RLIMIT_NPROC, file ownership)
+            uid, uid_lock = _claim_uid()
+            user = (uid, uid)
+    new_root = workdir.parent / f".root-{workdir.name}" if confine else None
+    try:
+        if user is not None:
+            _hand_over(workdir, *user, reachable=not confine)
+        if new_root is not None:
+            new_root.mkdir(mode=0o700, exist_ok=True)
+        return _launch(command, workdir=workdir, limits=limits, env=env, machine=machine, user=user,
+                       new_root=new_root, readable=paths)
+    finally:
+        if new_root is not None:
+            with contextlib.suppress(OSError):
+                new_root.rmdir()
+        if uid_lock is not None:
+            os.close(uid_lock)
+
+
+def _launch(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str],
+            machine: _Machine, user: tuple[int, int] | None, new_root: Path | None,
+            readable: list[str]) -> Outcome:
+    root = os.geteuid() == 0
+    confine = new_root is not None
     landlock = limits.confine_writes and machine.landlock
     use_net = limits.no_network and machine.net
     watchdog = limits.memory_bytes is not None and machine.watchdog
     rlimit = limits.memory_bytes is not None and machine.rlimit
+    # RLIMIT_NPROC counts the processes of a user: a per-sandbox limit only for a uid of its own
+    # (root grader) or a user namespace of its own (non-root grader, read confinement)
+    nproc = limits.max_processes if machine.rlimit and confine else None
+    quota = limits.disk_bytes if machine.rlimit else None
     protections = {
         "process_group": True, "pid_namespace": machine.pid_flags is not None,
         "memory_watchdog": watchdog, "rlimit_memory": rlimit, "network_namespace": use_net,
-        "unprivileged_user": user is not None, "filesystem_write_confined": landlock,
+        "unprivileged_user": user is not None or not root, "filesystem_write_confined": landlock,
         "private_workdir": _is_private(workdir, user[0] if user else os.geteuid()),
+        "filesystem_read_confined": confine, "process_limit": nproc is not None,
+        "disk_quota": quota is not None, "private_shm": confine,
     }
-
+    writable_dirs = [str(workdir), "/dev/shm", "/tmp"] if confine else [
+        str(workdir), *(d for d in WRITABLE_DIRS if os.path.isdir(d))]
     status_r, status_w = os.pipe()
     lifeline_r, lifeline_w = os.pipe()  # the write end stays here, never written: see the init
     config = {"status_fd": status_w, "lifeline_fd": lifeline_r, "workdir": str(workdir),
               "uid": user[0] if user else None,
-              "gid": user[1] if user else None, "loopback": _LOOPBACK_UP if use_net else None,
+              "gid": user[1] if user else None, "loopback": use_net,
               "data_limit": 2 * limits.memory_bytes + (1 << 30) if rlimit else None,
-              "landlock": _LANDLOCK if landlock else None, "writable_dirs": [
-                  str(workdir), *(d for d in WRITABLE_DIRS if os.path.isdir(d))],
-              "writable_files": [f for f in WRITABLE_FILES if os.path.exists(f)]}
-    argv = [*_python(), _INIT, json.dumps(config), *command]
-    flags = [*(["--net"] if use_net else []), *(machine.pid_flags or ())]
+              "landlock": landlock, "writable_dirs": writable_dirs,
+              "writable_files": [f for f in WRITABLE_FILES if os.path.exists(f)
+                                 and (not confine or f != "/dev/tty")],
+              "root": str(new_root) if confine else None, "readable": readable,
+              "uid_inside": user[0] if user else 0, "gid_inside": user[1] if user else 0,
+              "shm_bytes": limits.shm_bytes, "tmp_bytes": limits.tmp_bytes,
+              "drop_caps": confine and user is None, "nproc": nproc, "file_limit": quota}
+    argv = [sys.executable, "-I", "-S", str(INIT), json.dumps(config), *command]
+    flags = [*(["--net"] if use_net else []), *(machine.pid_flags or ()),
+             *(["--mount", "--ipc"] if confine else [])]
     if flags:
         argv = [machine.unshare, *flags, *(["--map-root-user"] if machine.map_root else []), "--", *argv]
     child_env = {**env, "PATH": env.get("PATH") or os.environ.get("PATH", os.defpath),
                  "HOME": str(workdir), "TMPDIR": str(workdir / TMP), "LANG": env.get("LANG") or "C.UTF-8"}
+    start_usage = _disk_usage(workdir, 1 << 62) if quota is not None else 0
 
     try:
         proc = subprocess.Popen(argv, cwd=workdir, env=child_env, stdin=subprocess.DEVNULL,
@@ -567,35 +602,45 @@ def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str
         os.close(status_w)
         os.close(lifeline_r)
     start = time.monotonic()
-    root = None
+    root_proc = None
     if psutil is not None:
         with contextlib.suppress(psutil.Error):
-            root = psutil.Process(proc.pid)
+            root_proc = psutil.Process(proc.pid)
     seen: dict[int, psutil.Process] = {}
     out, err = bytearray(), bytearray()
+    guard = _Guard(workdir=workdir, tasks=nproc, disk=start_usage + quota if quota is not None else None)
     try:
-        reason, peak, ended = _supervise(proc, root, limits, start, watchdog, seen, out, err)
-        if reason is not None and root is not None:
-            _stop_command(proc.pid, root, seen, wrapped=bool(flags))
+        reason, peak, ended = _supervise(proc, root_proc, limits, start, watchdog, seen, out, err, guard)
+        if (reason is not None or guard.stopped_by is not None) and root_proc is not None:
+            _stop_command(proc.pid, root_proc, seen, wrapped=bool(flags))
     except BaseException:
-        _kill_everything(proc.pid, root, seen)  # even when interrupted, nothing survives
+        _kill_everything(proc.pid, root_proc, seen)  # even when interrupted, nothing survives
         proc.wait()
         os.close(lifeline_w)
         proc.stdout.close()
         proc.stderr.close()
         os.close(status_r)
         raise
-    _kill_everything(proc.pid, root, seen)
+    _kill_everything(proc.pid, root_proc, seen)
     proc.wait()
     os.close(lifeline_w)  # after the sandbox ended, so that its init never sees it cut
     _drain(proc, out, err)
     returncode, child_rss, failure = _read_status(status_r, proc.returncode)
     if failure:
         raise SandboxError(f"{failure} (the sandbox user must be able to run the command)")
+    if guard.stopped_by is None and quota is not None and _disk_usage(workdir, guard.disk) >= guard.disk:
+        guard.stopped_by = "disk"  # written between the last sample and the end
+    if guard.stopped_by is not None:
+        err += ("\nsandbox: stopped: " + {
+            "processes": f"it ran {nproc} processes and threads, the limit",
+            "disk": f"it wrote more than {quota} bytes to its working directory"}[guard.stopped_by]
+            + "\n").encode()
     peak = max(peak, child_rss)
     status: Status
     if reason is not None:
         status = reason
+    elif guard.stopped_by is not None:
+        status = "crashed"
     elif limits.memory_bytes is not None and peak > limits.memory_bytes:
         status = "memory"  # one process went past the limit between two samples (and survived it)
     elif returncode == 0:
@@ -608,12 +653,33 @@ def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str
         status = "crashed"
     return Outcome(status=status, returncode=returncode, seconds=round(ended - start, 3),
                    peak_rss_bytes=peak, stdout_tail=_tail(out), stderr_tail=_tail(err),
-                   protections=protections)
+                   protections=protections, stopped_by=guard.stopped_by)
+
+
+@dataclass
+class _Guard:
+    """The per-sandbox limits the supervisor checks by sampling: tasks (processes and threads:
+    at the RLIMIT_NPROC limit, a fork bomb is stopped rather than left spinning) and disk."""
+
+    workdir: Path
+    tasks: int | None
+    disk: int | None
+    stopped_by: str | None = None
+    next_disk: float = 0.0
+
+    def over(self, tasks: int, now: float) -> bool:
+        if self.tasks is not None and tasks >= self.tasks:
+            self.stopped_by = "processes"
+        elif self.disk is not None and now >= self.next_disk:
+            self.next_disk = now + DISK_SAMPLE_SECONDS
+            if _disk_usage(self.workdir, self.disk) >= self.disk:
+                self.stopped_by = "disk"
+        return self.stopped_by is not None
 
 
 def _supervise(proc: subprocess.Popen, root: psutil.Process | None, limits: Limits, start: float,
                watchdog: bool, seen: dict[int, psutil.Process], out: bytearray,
-               err: bytearray) -> tuple[Status | None, int, float]:
+               err: bytearray, guard: _Guard | None = None) -> tuple[Status | None, int, float]:
     """Wait for the command's end, the deadline or a memory overrun, collecting its output and
     every process of the tree seen (in ``seen``); return why it was stopped, peak RSS, end time."""
     deadline = start + limits.wall_seconds
@@ -636,16 +702,21 @@ def _supervise(proc: subprocess.Popen, root: psutil.Process | None, limits: Limi
                     break
                 if now >= next_sample:
                     next_sample = now + SAMPLE_SECONDS
+                    tasks = 0
                     if root is not None:
                         total = 0
                         for p in [root, *_descendants(root)]:
                             seen.setdefault(p.pid, p)
-                            with contextlib.suppress(psutil.Error):
+                            with contextlib.suppress(psutil.Error), p.oneshot():
                                 total += p.memory_info().rss
+                                if guard is not None and guard.tasks is not None:
+                                    tasks += p.num_threads()
                         peak = max(peak, total)
                         if watchdog and total > limits.memory_bytes:
                             reason = "memory"
                             break
+                    if guard is not None and guard.over(tasks, now):
+                        break
                 wait = max(0.0, min(next_sample, deadline) - now)
                 if not sel.get_map():
                     time.sleep(wait)
