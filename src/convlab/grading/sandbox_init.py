@@ -352,9 +352,14 @@ def main():
                     break
             time.sleep(0.01)
         import shutil
-        for name in (os.path.basename(cfg["workdir"]), os.path.basename(cfg["root"] or "")):
-            if name:
+        for name in filter(None, (os.path.basename(cfg["workdir"]), os.path.basename(cfg["root"] or ""))):
+            for _ in range(20):  # again while something still exists in it (a late file)
                 shutil.rmtree(name, ignore_errors=True, dir_fd=parent)
+                try:
+                    os.stat(name, dir_fd=parent, follow_symlinks=False)
+                except OSError:
+                    break
+                time.sleep(0.05)
         os._exit(137)
 
     watcher = threading.Thread(target=orphaned, daemon=True)
