@@ -361,14 +361,18 @@ def answers_fingerprint(submission: Path, template: Path | None = None) -> dict[
 
 def protection_warnings(protections: dict[str, bool]) -> list[str]:
     """What the grader's operator should know about the protections a notebook ran without."""
-    if not protections or protections.get("unprivileged_user"):
+    if not protections:
         return []
-    if protections.get("filesystem_write_confined"):
-        return ["the notebook ran without the unprivileged sandbox user (the grader's Python is not "
-                "reachable by it): Landlock kept its writes in its working directory, but it could read "
-                "the grader's files; see docs/maintainers.md"]
-    return ["the notebook ran without the unprivileged sandbox user (the grader's Python is not reachable "
-            "by it) and without Landlock: it could write the grader's files; see docs/maintainers.md"]
+    warnings = []
+    if not protections.get("unprivileged_user"):
+        warnings.append("the notebook ran AS ROOT (--allow-root): nothing but Landlock kept it from the "
+                        "grader's files; see docs/maintainers.md")
+    if not protections.get("filesystem_read_confined"):
+        warnings.append("the notebook's reads were not confined: it could read the grader's files "
+                        "(other submissions, the output folder, the autograder); see docs/maintainers.md")
+    if not protections.get("filesystem_write_confined") and not protections.get("filesystem_read_confined"):
+        warnings.append("the notebook's writes were not confined: it could write the grader's files")
+    return warnings
 
 
 def _redacted(value: Any) -> Any:

@@ -535,7 +535,11 @@ def redact(text: Any) -> str:
 _PROTECTION_NAMES = {"process_group": "process group", "pid_namespace": "PID namespace",
                      "memory_watchdog": "memory watchdog", "rlimit_memory": "memory rlimit",
                      "network_namespace": "network namespace", "unprivileged_user": "unprivileged user",
-                     "private_workdir": "private working directory"}
+                     "private_workdir": "private working directory",
+                     "filesystem_write_confined": "writes confined (Landlock)",
+                     "filesystem_read_confined": "reads confined (mount namespace)",
+                     "process_limit": "process limit", "disk_quota": "disk quota",
+                     "private_shm": "private /dev/shm and /tmp"}
 DISCLAIMER = ("A flag is a reason to look at the submissions, not proof of copying: the reference "
               "solution's committed models, a shared tutorial or a very short answer can match by design.")
 
