@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convlab.grading import batch, execute, figures, report, score
+from convlab.grading import batch, execute, figures, report, score, score_process
 
 MAX_EXECUTED = 50 << 20
 
@@ -63,6 +63,8 @@ class Config:
     #: variable -> picture kind for the feedback (default :data:`FEEDBACK_FIGURES` of the lab)
     figures: Mapping[str, str] | None = None
     report_settings: report.Settings = field(default_factory=report.Settings)  #: integrity thresholds
+    #: phase 2 in a fresh sandboxed process per submission (limits; ``isolated=False``: in this process)
+    scoring: score_process.Settings = field(default_factory=score_process.Settings)
 
 
 def _copy_executed(execution: execute.Execution, dest: Path) -> None:
@@ -249,15 +251,23 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
     collector = _Collector(FEEDBACK_FIGURES.get(config.lab, {}) if config.figures is None else config.figures)
     try:
         _copy_executed(execution, Path(scratch) / "executed.ipynb")
-        export = None
-        if execution.status in ("ok", "timeout", "memory", "crashed"):
-            export = score.load_snapshots(execution.export)
-        try:
-            result = score.score(tests, export, status=execution.status, reason=execution.message,
-                                 observe=collector)
-        finally:
-            if export is not None:
-                export.close()
+        exported = execution.status in ("ok", "timeout", "memory", "crashed")
+        if exported and config.scoring.isolated:  # nothing of the submission is loaded here
+            scored = score_process.run(tests, Path(config.tests), execution.export, status=execution.status,
+                                       reason=execution.message, settings=config.scoring,
+                                       execution=settings, figures=collector.wanted, base=config.sandbox_base)
+            result = scored.result
+            collector.models, collector.histories, collector.figures = \
+                scored.models, scored.histories, scored.figures
+            result["scoring"] = scored.process
+        else:
+            export = score.load_snapshots(execution.export) if exported else None
+            try:
+                result = score.score(tests, export, status=execution.status, reason=execution.message,
+                                     observe=collector)
+            finally:
+                if export is not None:
+                    export.close()
     finally:
         execute.remove_workdir(execution)
         with contextlib.suppress(Exception):
