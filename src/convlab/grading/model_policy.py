@@ -223,7 +223,7 @@ def _ints(value: Any, count: int, what: str) -> tuple[int, ...]:
         value = [value] * count
     if not (isinstance(value, list | tuple) and len(value) == count
             and all(isinstance(v, int) and not isinstance(v, bool) and 0 < v <= MAX_DIM for v in value)):
-        raise PolicyError(f"недопустимое значение {what}: {str(value)[:60]}")
+        raise PolicyError(f"значение {what} {str(value)[:60]} вне допустимого (целые от 1 до {MAX_DIM})")
     return tuple(value)
 
 

@@ -110,7 +110,7 @@ def _copy_export(export: Path | None, dest: Path) -> str:
         sizes: dict[str, int] = {}
         for name in sorted(names):
             with contextlib.suppress(score.LoadError, model_policy.PolicyError, OSError), \
-                    score._open_file(dirfd, name, score.MAX_ARRAY) as handle:
+                    score._open_file(dirfd, name, score.HEADER_ONLY) as handle:
                 sizes[name] = model_policy.npy_declared_bytes(handle)
         try:
             model_policy.array_budget(sizes.values())

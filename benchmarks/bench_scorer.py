@@ -1,0 +1,119 @@
+"""Cost of scoring a Lab 5 submission in a fresh sandboxed process, against scoring in the grader.
+
+Runs phase 1 (the notebook in the sandbox) once for the solution zip of the scenario corpus
+(trained models included: nothing retrains), then scores its export, alternately:
+
+* ``in_process_cold``: the former route, in a new grader process that has not imported TensorFlow
+  yet (the first submission of a batch worker);
+* ``in_process_warm``: the former route in a grader process that already scored once (every
+  later submission of a batch worker);
+* ``isolated``: the new route, :func:`convlab.grading.score_process.run` (a fresh sandboxed
+  process per submission, the default of ``convlab grade``).
+
+Each is repeated ``--repeat`` times (median reported) with wall time and the peak RSS of the
+scoring (the grader's own peak for in-process, the sandboxed tree's for isolated). Also checks
+that both routes give the same scores. Writes ``benchmarks/results/scorer.json``.
+
+    CONVLAB_DATASETS=... python benchmarks/bench_scorer.py [--repeat 3] [--out FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LAB = "lab5_cnn"
+
+_IN_PROCESS = r"""
+import json, resource, sys, time
+from pathlib import Path
+from convlab.grading import grade, score
+tests_source, export, rounds = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
+times, totals = [], []
+for _ in range(rounds):
+    start = time.monotonic()
+    tests = score.load_tests(tests_source)
+    grade._preload()
+    loaded = score.load_snapshots(export)
+    collector = grade._Collector({})
+    try:
+        result = score.score(tests, loaded, observe=collector)
+    finally:
+        loaded.close()
+    import keras
+    keras.backend.clear_session()
+    times.append(time.monotonic() - start)
+    totals.append(result["total"])
+print(json.dumps({"seconds": times, "totals": totals,
+                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+"""
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scorer.json")
+    args = parser.parse_args()
+
+    from convlab import corpus
+    from convlab.grading import execute, grade, score, score_process
+
+    fixtures = ROOT / "tests" / "fixtures" / LAB
+    tests_source = ROOT / "autograder" / LAB
+    scenario = next(s for s in corpus.load(fixtures / "scenarios.yml") if s.name == "solution")
+    with tempfile.TemporaryDirectory(prefix="bench-scorer-") as tmp:
+        submission = corpus.make_submission(scenario, root=ROOT, lab=LAB, fixtures=fixtures,
+                                            dest=Path(tmp) / "submission")
+        tests = score.load_tests(tests_source)
+        settings = grade.with_otter_seed(execute.Settings(wall_seconds=1200, memory_bytes=8 << 30,
+                                                          cell_timeout=600), tests_source)
+        start = time.monotonic()
+        execution = execute.execute(submission, LAB, score.needed_names(tests), settings)
+        phase1 = time.monotonic() - start
+        assert execution.status == "ok", execution.message
+        try:
+            isolated, isolated_rss, isolated_totals = [], [], []
+            for _ in range(args.repeat):
+                start = time.monotonic()
+                scored = score_process.run(score.load_tests(tests_source), tests_source, execution.export,
+                                           status="ok", reason="", settings=score_process.Settings(),
+                                           execution=settings, figures={})
+                isolated.append(time.monotonic() - start)
+                isolated_rss.append(scored.process["peak_rss_mb"])
+                isolated_totals.append(scored.result["total"])
+            proc = subprocess.run([sys.executable, "-c", _IN_PROCESS, str(tests_source),
+                                   str(execution.export), str(args.repeat + 1)],
+                                  capture_output=True, text=True, check=True,
+                                  env=execute.kernel_env(settings))
+            inproc = json.loads(proc.stdout.strip().splitlines()[-1])
+        finally:
+            execute.remove_workdir(execution)
+    result = {
+        "lab": LAB, "submission": "solution (trained models included)", "repeat": args.repeat,
+        "phase1_seconds": round(phase1, 1),
+        "in_process_cold_seconds": round(inproc["seconds"][0], 2),
+        "in_process_warm_seconds_median": round(statistics.median(inproc["seconds"][1:]), 2),
+        "in_process_peak_rss_mb": inproc["peak_rss_mb"],
+        "isolated_seconds": [round(s, 2) for s in isolated],
+        "isolated_seconds_median": round(statistics.median(isolated), 2),
+        "isolated_peak_rss_mb_max": max(isolated_rss),
+        "protections": scored.process["protections"],
+        "totals": {"isolated": isolated_totals, "in_process": inproc["totals"]},
+    }
+    result["extra_seconds_per_submission_vs_warm"] = round(
+        result["isolated_seconds_median"] - result["in_process_warm_seconds_median"], 2)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(result, indent=1) + "\n")
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
