@@ -27,7 +27,7 @@ import pytest
 from corpus_tiny import FAKE_RESULTS, HONEST, PATCH_CHECKS, READ_TESTS, SETUP, TESTS, notebook
 
 from convlab import corpus
-from convlab.grading import batch, execute, grade
+from convlab.grading import batch, execute, grade, score_process
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "lab5_cnn"
@@ -261,3 +261,55 @@ def test_sweep_removes_only_unclaimed_workdirs(tmp_path: Path) -> None:
     finally:
         execute._release(live)
     assert list(base.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ worker poisoning
+POISONED_TEST = '''from otter.test_files import test_case
+
+OK_FORMAT = False
+
+name = "q3"
+points = 2
+
+@test_case(points=2, hidden=True)
+def test_accuracy(model, tag):
+    import keras
+    import numpy as np
+    if tag == "poison":  # stands for a loaded value that changes Keras' global state as it loads
+        keras.Model.predict = lambda self, x, *args, **kwargs: np.zeros((len(x), 1), "float32")
+    x = np.random.default_rng(123).normal(size=(200, 4)).astype("float32")
+    truth = x @ np.array({w!r}) > 0
+    accuracy = float(((np.asarray(model.predict(x, verbose=0)).reshape(-1) > 0.5) == truth).mean())
+    assert accuracy >= 0.8, f"точность модели {{accuracy:.2f}} меньше 0.8"
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isolated", [True, False], ids=["fresh-scorer", "shared-scorer-control"])
+def test_worker_poisoning_does_not_reach_the_next_student(tmp_path: Path, isolated: bool) -> None:
+    """Does an honest submission graded right after one whose scoring poisons Keras' global
+    state in the same worker keep its full marks, because each submission is scored in a fresh
+    process? The control (scoring in the worker itself, the former route) shows the poison does
+    take the honest student's points there."""
+    from corpus_tiny import KERAS_DATA, KERAS_TRAIN, SETUP, W
+
+    folder = tmp_path / "autograder"
+    (folder / "tests").mkdir(parents=True)
+    (folder / "tests" / "q3.py").write_text(POISONED_TEST.format(w=list(W)))
+    subs = tmp_path / "subs"
+    for name, tag in (("a_poison", "poison"), ("b_honest", "honest")):
+        notebook(subs, f"{name}.ipynb", SETUP, KERAS_DATA, KERAS_TRAIN, f"tag = {tag!r}",
+                 "grader.check('q3')")
+    cfg = grade.Config(lab="tiny", tests=folder, settings=execute.Settings(
+        wall_seconds=300.0, memory_bytes=4 << 30, cell_timeout=120.0),
+        scoring=score_process.Settings(isolated=isolated))
+    results = {r["student_id"]: r for r in grade.grade_folder(cfg, subs, tmp_path / "out", workers=1,
+                                                              progress=False)}
+    assert results["a_poison"]["status"] == "ok"
+    assert results["a_poison"]["total"] == 0.0  # its own predictions are poisoned too
+    if isolated:
+        assert results["b_honest"]["total"] == 2.0, results["b_honest"]["messages"]
+        assert results["b_honest"]["scoring"]["status"] == "ok"
+        assert results["b_honest"]["scoring"]["protections"]["network_namespace"] in (True, False)
+    else:
+        assert results["b_honest"]["total"] == 0.0, "control: the poison should reach a shared scorer"
