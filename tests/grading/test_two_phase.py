@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import psutil
 import pytest
 from corpus_tiny import FAKE_RESULTS, HONEST, PATCH_CHECKS, READ_TESTS, SETUP, TESTS, notebook
@@ -313,3 +314,52 @@ def test_worker_poisoning_does_not_reach_the_next_student(tmp_path: Path, isolat
         assert results["b_honest"]["scoring"]["protections"]["network_namespace"] in (True, False)
     else:
         assert results["b_honest"]["total"] == 0.0, "control: the poison should reach a shared scorer"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spelling", ["tf.nn.sigmoid", "keras.ops.sigmoid", "'sigmoid'"])
+def test_activation_spellings_grade_the_same_by_both_routes(tmp_path: Path, spelling: str) -> None:
+    """Is a model built with ``activation=tf.nn.sigmoid`` (or another spelling of it) graded the
+    same by the in-kernel route (``otter run``: the tests on the live model) and by the two-phase
+    route (exported by the kernel side, scored in a fresh sandboxed process)?"""
+    import keras
+    import tensorflow as tf
+    from corpus_tiny import MODEL_TEST, W
+
+    from convlab.grading import exporter, score
+
+    monkey_otter = sys.modules.get("otter")
+    folder = tmp_path / "autograder"
+    (folder / "tests").mkdir(parents=True)
+    (folder / "tests" / "q3.py").write_text(MODEL_TEST)
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = (x @ np.array(W) > 0).astype("float32")
+    activation = eval(spelling, {"tf": tf, "keras": keras})  # the fixed list above
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation=activation)])
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="binary_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=30, verbose=0)
+
+    tests = score.load_tests(folder)
+    in_kernel = {}
+    for test_file in tests:  # what otter run does: the test functions on the live namespace
+        in_kernel[test_file.name] = [_passes(case, {"model": model}) for case in test_file.test_cases]
+    try:
+        exporter.install({"q3": ["model"]}, str(tmp_path / "export"))
+        exporter.snapshot("q3", {"model": model})
+    finally:
+        sys.modules["otter"] = monkey_otter
+    scored = score_process.run(score.load_tests(folder), folder, tmp_path / "export", status="ok",
+                               reason="", settings=score_process.Settings(), execution=execute.Settings(),
+                               figures={})
+    two_phase = [c["passed"] for c in scored.result["questions"]["q3"]["cases"]]
+    assert scored.process["status"] == "ok", scored.process
+    assert in_kernel["q3"] == two_phase == [True, True], scored.result["messages"]
+
+
+def _passes(case: object, env: dict) -> bool:
+    try:
+        case.body.call_func(env)  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return True
