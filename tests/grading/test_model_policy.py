@@ -358,3 +358,25 @@ def test_equivalent_activation_spellings_export_the_same_model(tmp_path: Path, s
     x = np.random.default_rng(1).normal(size=(3, 8, 8, 1)).astype("float32")
     np.testing.assert_allclose(env["m"].predict(x, verbose=0), model.predict(x, verbose=0),
                                rtol=1e-6, atol=1e-7)
+
+
+def test_augmentation_schedule_and_object_losses_are_accepted(tmp_path: Path) -> None:
+    """Is a right-but-different Lab 5 style model accepted with exact sizes: augmentation layers
+    and Rescaling inside the model, MaxPool2D, Reshape, a Softmax layer, an optimizer with a
+    cosine schedule, loss and metric given as objects with one-hot labels?"""
+    import keras
+
+    model = keras.Sequential([
+        keras.Input((32, 32, 3)), keras.layers.Rescaling(1 / 255), keras.layers.RandomFlip("horizontal"),
+        keras.layers.RandomRotation(0.1), keras.layers.RandomTranslation(0.1, 0.1),
+        keras.layers.RandomZoom(0.1), keras.layers.RandomContrast(0.2),
+        keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+        keras.layers.MaxPool2D(), keras.layers.Dropout(0.2), keras.layers.Reshape((-1,)),
+        keras.layers.Dense(10), keras.layers.Softmax()])
+    model.compile(optimizer=keras.optimizers.SGD(keras.optimizers.schedules.CosineDecay(0.1, 100)),
+                  loss=keras.losses.CategoricalCrossentropy(), metrics=[keras.metrics.CategoricalAccuracy()])
+    archive = tmp_path / "aug.keras"
+    model.save(archive)
+    summary = model_policy.check_keras_archive(archive)
+    assert summary.params == sum(int(np.prod(w.shape)) for w in model.weights)
+    assert summary.outputs == [(10,)]

@@ -67,6 +67,9 @@ LAYERS = frozenset({
     "GlobalMaxPooling2D", "BatchNormalization", "Dropout", "SpatialDropout2D", "Flatten", "Dense",
     "Activation", "ReLU", "Softmax", "LeakyReLU", "ELU", "Rescaling", "Reshape", "ZeroPadding2D",
     "Add", "Concatenate", "Average", "Maximum", "Identity", "GaussianNoise",
+    # data augmentation inside the model (identity at inference)
+    "RandomFlip", "RandomRotation", "RandomTranslation", "RandomZoom", "RandomContrast",
+    "RandomBrightness",
 })
 INITIALIZERS = frozenset({
     "GlorotUniform", "GlorotNormal", "HeUniform", "HeNormal", "LecunUniform", "LecunNormal",
@@ -114,6 +117,7 @@ KEYS = frozenset({
     "negative_slope", "threshold", "alpha", "offset", "target_shape", "stddev", "mean",
     "minval", "maxval", "value", "gain", "mode", "distribution", "input_axes", "output_axes",
     "l1", "l2", "min_value", "rate_", "max_norm",
+    "factor", "height_factor", "width_factor", "fill_mode", "interpolation", "fill_value", "value_range",
     # compile config, optimizers, schedules, losses, metrics
     "optimizer", "loss", "loss_weights", "metrics", "weighted_metrics", "run_eagerly",
     "steps_per_execution", "jit_compile", "auto_scale_loss",
@@ -131,6 +135,8 @@ WORDS = frozenset({
     "int32", "int64", "mixed_float16", "mixed_bfloat16",
     "fan_in", "fan_out", "fan_avg", "uniform", "normal", "truncated_normal", "untruncated_normal",
     "sum_over_batch_size", "sum", "none", "mean", "auto",
+    "horizontal", "vertical", "horizontal_and_vertical", "reflect", "wrap", "constant", "nearest",
+    "bilinear",
     # losses and metrics by name in compile()
     "sparse_categorical_crossentropy", "categorical_crossentropy", "binary_crossentropy", "mse",
     "mean_squared_error", "accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy",
@@ -348,7 +354,8 @@ def _layer(kind: str, cfg: dict, inputs: list[Shape], summary: Summary, depth: i
             raise PolicyError("слой Reshape: размеры не сходятся")
         return tuple(target)
     if kind in ("Dropout", "SpatialDropout2D", "Activation", "ReLU", "Softmax", "LeakyReLU", "ELU",
-                "Rescaling", "Identity", "GaussianNoise"):
+                "Rescaling", "Identity", "GaussianNoise", "RandomFlip", "RandomRotation",
+                "RandomTranslation", "RandomZoom", "RandomContrast", "RandomBrightness"):
         return shape
     raise PolicyError(f"слой {kind} не из допустимых")
 
