@@ -1,7 +1,9 @@
 """Cost of scoring a Lab 5 submission in a fresh sandboxed process, against scoring in the grader.
 
 Runs phase 1 (the notebook in the sandbox) once for the solution zip of the scenario corpus
-(trained models included: nothing retrains), then scores its export, alternately:
+(trained models included: nothing retrains), then scores its export, the two routes
+interleaved (each isolated run followed by a warm in-process one, so both see the same load of
+a shared machine):
 
 * ``in_process_cold``: the former route, in a new grader process that has not imported TensorFlow
   yet (the first submission of a batch worker);
@@ -35,24 +37,21 @@ _IN_PROCESS = r"""
 import json, resource, sys, time
 from pathlib import Path
 from convlab.grading import grade, score
-tests_source, export, rounds = Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3])
-times, totals = [], []
-for _ in range(rounds):
+tests_source, export = Path(sys.argv[1]), Path(sys.argv[2])
+for line in sys.stdin:  # one scoring per line, in this same (warm after the first) process
     start = time.monotonic()
     tests = score.load_tests(tests_source)
     grade._preload()
     loaded = score.load_snapshots(export)
-    collector = grade._Collector({})
     try:
-        result = score.score(tests, loaded, observe=collector)
+        result = score.score(tests, loaded, observe=grade._Collector({}))
     finally:
         loaded.close()
     import keras
     keras.backend.clear_session()
-    times.append(time.monotonic() - start)
-    totals.append(result["total"])
-print(json.dumps({"seconds": times, "totals": totals,
-                  "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}))
+    print(json.dumps({"seconds": time.monotonic() - start, "total": result["total"],
+                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}),
+          flush=True)
 """
 
 
@@ -79,9 +78,20 @@ def main() -> None:
         execution = execute.execute(submission, LAB, score.needed_names(tests), settings)
         phase1 = time.monotonic() - start
         assert execution.status == "ok", execution.message
+        worker = subprocess.Popen([sys.executable, "-c", _IN_PROCESS, str(tests_source),
+                                   str(execution.export)],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                  env=execute.kernel_env(settings))
+
+        def in_process() -> dict:
+            worker.stdin.write("go\n")
+            worker.stdin.flush()
+            return json.loads(worker.stdout.readline())
+
         try:
+            inproc = [in_process()]  # cold: the worker's first submission
             isolated, isolated_rss, isolated_totals = [], [], []
-            for _ in range(args.repeat):
+            for _ in range(args.repeat):  # interleaved, so both see the same load of the machine
                 start = time.monotonic()
                 scored = score_process.run(score.load_tests(tests_source), tests_source, execution.export,
                                            status="ok", reason="", settings=score_process.Settings(),
@@ -89,24 +99,23 @@ def main() -> None:
                 isolated.append(time.monotonic() - start)
                 isolated_rss.append(scored.process["peak_rss_mb"])
                 isolated_totals.append(scored.result["total"])
-            proc = subprocess.run([sys.executable, "-c", _IN_PROCESS, str(tests_source),
-                                   str(execution.export), str(args.repeat + 1)],
-                                  capture_output=True, text=True, check=True,
-                                  env=execute.kernel_env(settings))
-            inproc = json.loads(proc.stdout.strip().splitlines()[-1])
+                inproc.append(in_process())
+            worker.stdin.close()
+            worker.wait(timeout=60)
         finally:
             execute.remove_workdir(execution)
     result = {
         "lab": LAB, "submission": "solution (trained models included)", "repeat": args.repeat,
         "phase1_seconds": round(phase1, 1),
-        "in_process_cold_seconds": round(inproc["seconds"][0], 2),
-        "in_process_warm_seconds_median": round(statistics.median(inproc["seconds"][1:]), 2),
-        "in_process_peak_rss_mb": inproc["peak_rss_mb"],
+        "in_process_cold_seconds": round(inproc[0]["seconds"], 2),
+        "in_process_warm_seconds": [round(r["seconds"], 2) for r in inproc[1:]],
+        "in_process_warm_seconds_median": round(statistics.median(r["seconds"] for r in inproc[1:]), 2),
+        "in_process_peak_rss_mb": inproc[-1]["peak_rss_mb"],
         "isolated_seconds": [round(s, 2) for s in isolated],
         "isolated_seconds_median": round(statistics.median(isolated), 2),
         "isolated_peak_rss_mb_max": max(isolated_rss),
         "protections": scored.process["protections"],
-        "totals": {"isolated": isolated_totals, "in_process": inproc["totals"]},
+        "totals": {"isolated": isolated_totals, "in_process": [r["total"] for r in inproc]},
     }
     result["extra_seconds_per_submission_vs_warm"] = round(
         result["isolated_seconds_median"] - result["in_process_warm_seconds_median"], 2)
