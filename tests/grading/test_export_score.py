@@ -175,16 +175,27 @@ def test_model_round_trip_keeps_training_state(tmp_path: Path) -> None:
 
 
 def test_lambda_model_is_refused(tmp_path: Path) -> None:
-    """Is a model with a Lambda layer (Python bytecode) never deserialized: refused by our config
-    check, and by keras' safe_mode on its own as well?"""
+    """Is a model with a Lambda layer (Python bytecode) not exported by the kernel (a Russian
+    reason instead), and, written into the export by hand, refused by the scorer's allow-list
+    (and by keras' safe_mode on its own as well)?"""
     import keras
 
-    folder = export_values(tmp_path, {"m": tiny_model(False, lambda_layer=True)}, "q")
+    model = tiny_model(False, lambda_layer=True)
+    folder = export_values(tmp_path, {"m": model}, "q")
+    assert not list(folder.glob("*.keras"))
     env, problems = load_back(folder, ["m"])
-    assert "m" not in env and "пользовательский код" in problems["m"]
-    saved = next(folder.glob("*.keras"))
+    assert "m" not in env and "не принимается на проверку" in problems["m"], problems
+    saved = tmp_path / "m.keras"
+    model.save(saved)
     with pytest.raises(ValueError, match="safe_mode"):
         keras.saving.load_model(saved, safe_mode=True)
+    name = "m_" + "1" * 32 + ".keras"
+    (folder / name).write_bytes(saved.read_bytes())
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["snapshots"]["q"]["values"]["m"] = {"kind": "value", "value": {"$t": "model", "file": name}}
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    env, problems = load_back(folder, ["m"])
+    assert "m" not in env and "пользовательский код" in problems["m"], problems
 
 
 def test_model_naming_foreign_module_is_refused(tmp_path: Path) -> None:
@@ -194,13 +205,13 @@ def test_model_naming_foreign_module_is_refused(tmp_path: Path) -> None:
     with zipfile.ZipFile(saved) as zf:
         files = {n: zf.read(n) for n in zf.namelist()}
     config = json.loads(files["config.json"])
-    config["module"] = "os"
+    config["config"]["layers"][1]["module"] = "os"
     files["config.json"] = json.dumps(config).encode()
     with zipfile.ZipFile(saved, "w") as zf:
         for n, data in files.items():
             zf.writestr(n, data)
     env, problems = load_back(folder, ["m"])
-    assert "m" not in env and "посторонний модуль 'os'" in problems["m"]
+    assert "m" not in env and "объект os.Conv2D не из допустимых" in problems["m"], problems
 
 
 # ----------------------------------------------------------------------------------- figures
@@ -259,7 +270,7 @@ def test_pickled_array_is_never_loaded(tmp_path: Path) -> None:
     target = next(folder.glob("*.npy"))
     np.save(target, np.array([_Payload(marker)], dtype=object), allow_pickle=True)
     env, problems = load_back(folder, ["a"])
-    assert "a" not in env and "не читается" in problems["a"]
+    assert "a" not in env and "массив объектов Python не принимается" in problems["a"], problems
     assert not marker.exists()
 
 

@@ -22,12 +22,13 @@ import time
 from pathlib import Path
 
 import nbformat
+import numpy as np
 import psutil
 import pytest
 from corpus_tiny import FAKE_RESULTS, HONEST, PATCH_CHECKS, READ_TESTS, SETUP, TESTS, notebook
 
 from convlab import corpus
-from convlab.grading import batch, execute, grade
+from convlab.grading import batch, execute, grade, score_process
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = "lab5_cnn"
@@ -263,3 +264,104 @@ def test_sweep_removes_only_unclaimed_workdirs(tmp_path: Path) -> None:
     finally:
         execute._release(live)
     assert list(base.iterdir()) == []
+
+
+# ------------------------------------------------------------------------------ worker poisoning
+POISONED_TEST = '''from otter.test_files import test_case
+
+OK_FORMAT = False
+
+name = "q3"
+points = 2
+
+@test_case(points=2, hidden=True)
+def test_accuracy(model, tag):
+    import keras
+    import numpy as np
+    if tag == "poison":  # stands for a loaded value that changes Keras' global state as it loads
+        keras.Model.predict = lambda self, x, *args, **kwargs: np.zeros((len(x), 1), "float32")
+    x = np.random.default_rng(123).normal(size=(200, 4)).astype("float32")
+    truth = x @ np.array({w!r}) > 0
+    accuracy = float(((np.asarray(model.predict(x, verbose=0)).reshape(-1) > 0.5) == truth).mean())
+    assert accuracy >= 0.8, f"точность модели {{accuracy:.2f}} меньше 0.8"
+'''
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("isolated", [True, False], ids=["fresh-scorer", "shared-scorer-control"])
+def test_worker_poisoning_does_not_reach_the_next_student(tmp_path: Path, isolated: bool) -> None:
+    """Does an honest submission graded right after one whose scoring poisons Keras' global
+    state in the same worker keep its full marks, because each submission is scored in a fresh
+    process? The control (scoring in the worker itself, the former route) shows the poison does
+    take the honest student's points there."""
+    from corpus_tiny import KERAS_DATA, KERAS_TRAIN, SETUP, W
+
+    folder = tmp_path / "autograder"
+    (folder / "tests").mkdir(parents=True)
+    (folder / "tests" / "q3.py").write_text(POISONED_TEST.format(w=list(W)))
+    subs = tmp_path / "subs"
+    for name, tag in (("a_poison", "poison"), ("b_honest", "honest")):
+        notebook(subs, f"{name}.ipynb", SETUP, KERAS_DATA, KERAS_TRAIN, f"tag = {tag!r}",
+                 "grader.check('q3')")
+    cfg = grade.Config(lab="tiny", tests=folder, settings=execute.Settings(
+        wall_seconds=300.0, memory_bytes=4 << 30, cell_timeout=120.0),
+        scoring=score_process.Settings(isolated=isolated))
+    results = {r["student_id"]: r for r in grade.grade_folder(cfg, subs, tmp_path / "out", workers=1,
+                                                              progress=False)}
+    assert results["a_poison"]["status"] == "ok"
+    assert results["a_poison"]["total"] == 0.0  # its own predictions are poisoned too
+    if isolated:
+        assert results["b_honest"]["total"] == 2.0, results["b_honest"]["messages"]
+        assert results["b_honest"]["scoring"]["status"] == "ok"
+        assert results["b_honest"]["scoring"]["protections"]["network_namespace"] in (True, False)
+    else:
+        assert results["b_honest"]["total"] == 0.0, "control: the poison should reach a shared scorer"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("spelling", ["tf.nn.sigmoid", "keras.ops.sigmoid", "'sigmoid'"])
+def test_activation_spellings_grade_the_same_by_both_routes(tmp_path: Path, spelling: str) -> None:
+    """Is a model built with ``activation=tf.nn.sigmoid`` (or another spelling of it) graded the
+    same by the in-kernel route (``otter run``: the tests on the live model) and by the two-phase
+    route (exported by the kernel side, scored in a fresh sandboxed process)?"""
+    import keras
+    import tensorflow as tf
+    from corpus_tiny import MODEL_TEST, W
+
+    from convlab.grading import exporter, score
+
+    monkey_otter = sys.modules.get("otter")
+    folder = tmp_path / "autograder"
+    (folder / "tests").mkdir(parents=True)
+    (folder / "tests" / "q3.py").write_text(MODEL_TEST)
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(0).normal(size=(64, 4)).astype("float32")
+    y = (x @ np.array(W) > 0).astype("float32")
+    activation = eval(spelling, {"tf": tf, "keras": keras})  # the fixed list above
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(1, activation=activation)])
+    model.compile(optimizer=keras.optimizers.Adam(0.1), loss="binary_crossentropy", metrics=["accuracy"])
+    model.fit(x, y, epochs=30, verbose=0)
+
+    tests = score.load_tests(folder)
+    in_kernel = {}
+    for test_file in tests:  # what otter run does: the test functions on the live namespace
+        in_kernel[test_file.name] = [_passes(case, {"model": model}) for case in test_file.test_cases]
+    try:
+        exporter.install({"q3": ["model"]}, str(tmp_path / "export"))
+        exporter.snapshot("q3", {"model": model})
+    finally:
+        sys.modules["otter"] = monkey_otter
+    scored = score_process.run(score.load_tests(folder), folder, tmp_path / "export", status="ok",
+                               reason="", settings=score_process.Settings(), execution=execute.Settings(),
+                               figures={})
+    two_phase = [c["passed"] for c in scored.result["questions"]["q3"]["cases"]]
+    assert scored.process["status"] == "ok", scored.process
+    assert in_kernel["q3"] == two_phase == [True, True], scored.result["messages"]
+
+
+def _passes(case: object, env: dict) -> bool:
+    try:
+        case.body.call_func(env)  # type: ignore[attr-defined]
+    except Exception:
+        return False
+    return True

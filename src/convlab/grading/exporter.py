@@ -43,6 +43,34 @@ class NotExportable(Exception):
     """A value that has no plain-data form; the message is its type name."""
 
 
+class Refused(NotExportable):
+    """A model the scorer would not accept (the message says why, in Russian)."""
+
+
+#: Keras activation name -> the dotted names of functions that compute exactly the same thing
+#: with their default arguments (``tests/grading/test_model_policy.py`` checks each numerically).
+#: A layer's activation that is one of them is saved under the Keras name; any other function is
+#: refused (:class:`Refused`), so the scorer only ever sees names of its allow-list.
+EQUIVALENT_ACTIVATIONS: dict[str, tuple[str, ...]] = {
+    "relu": ("keras.ops.relu", "keras.ops.nn.relu", "tensorflow.nn.relu"),
+    "softmax": ("keras.ops.softmax", "keras.ops.nn.softmax", "tensorflow.nn.softmax",
+                "tensorflow.math.softmax"),
+    "sigmoid": ("keras.ops.sigmoid", "tensorflow.nn.sigmoid", "tensorflow.math.sigmoid",
+                "tensorflow.sigmoid"),
+    "tanh": ("keras.ops.tanh", "tensorflow.nn.tanh", "tensorflow.math.tanh", "tensorflow.tanh"),
+    "elu": ("keras.ops.elu", "tensorflow.nn.elu"),
+    "selu": ("keras.ops.selu", "tensorflow.nn.selu"),
+    "softplus": ("keras.ops.softplus", "tensorflow.nn.softplus", "tensorflow.math.softplus"),
+    "softsign": ("keras.ops.softsign", "tensorflow.nn.softsign"),
+    "relu6": ("keras.ops.relu6", "tensorflow.nn.relu6"),
+    "silu": ("keras.ops.silu", "keras.ops.swish", "tensorflow.nn.silu", "tensorflow.nn.swish"),
+    "log_softmax": ("keras.ops.log_softmax", "tensorflow.nn.log_softmax"),
+    "leaky_relu": ("keras.ops.leaky_relu", "tensorflow.nn.leaky_relu"),
+    "gelu": ("tensorflow.nn.gelu",),
+    "exponential": ("keras.ops.exp", "tensorflow.exp", "tensorflow.math.exp"),
+}
+
+
 # ---------------------------------------------------------------------------------- encoding
 def _type_name(value: Any) -> str:
     kind = type(value)
@@ -111,6 +139,87 @@ def _jsonable(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
 
 
+def _resolve(dotted: str) -> Any:
+    module, _, attr = dotted.rpartition(".")
+    loaded = sys.modules.get(module)
+    if loaded is None and module.split(".")[0] in sys.modules:  # only what the notebook imported
+        with contextlib.suppress(Exception):
+            import importlib
+
+            loaded = importlib.import_module(module)
+    return getattr(loaded, attr, None) if loaded is not None else None
+
+
+def activation_names() -> dict[int, tuple[Any, str]]:
+    """id(function) -> (function, Keras name) for every allow-listed activation and each function
+    of :data:`EQUIVALENT_ACTIVATIONS` importable here."""
+    import keras
+
+    from convlab.grading.model_policy import ACTIVATIONS
+
+    table: dict[int, tuple[Any, str]] = {}
+    for name in sorted(ACTIVATIONS):
+        with contextlib.suppress(Exception):
+            function = keras.activations.get(name)
+            table.setdefault(id(function), (function, name))
+    for name, dotted in EQUIVALENT_ACTIVATIONS.items():
+        for path in dotted:
+            function = _resolve(path)
+            if callable(function):
+                table.setdefault(id(function), (function, name))
+    return table
+
+
+def _layers(model: Any) -> list[Any]:
+    try:
+        return list(model._flatten_layers(include_self=False, recursive=True))
+    except Exception:
+        return list(getattr(model, "layers", []))
+
+
+@contextlib.contextmanager
+def canonical_activations(model: Any) -> Any:
+    """While saving: each layer's activation that is a known equivalent of a Keras activation
+    (``tf.nn.softmax``, ``keras.ops.relu``...) is replaced by the Keras function, so the saved
+    configuration names it; the layers get their own functions back afterwards. A function that
+    is not one of them raises :class:`Refused` with a Russian message."""
+    import keras
+
+    table = activation_names()
+    swapped: list[tuple[Any, Any]] = []
+    try:
+        for layer in _layers(model):
+            function = getattr(layer, "activation", None)
+            if function is None or not callable(function) or isinstance(function, keras.layers.Layer):
+                continue
+            known = table.get(id(function))
+            if known is None:
+                label = getattr(function, "__qualname__", None) or type(function).__name__
+                module = getattr(function, "__module__", "") or ""
+                raise Refused(f"функция активации {module + '.' if module else ''}{label} слоя "
+                              f"{layer.name} не из допустимых: укажите её именем Keras, например "
+                              f"activation='relu' или activation='softmax'")
+            canonical = keras.activations.get(known[1])
+            if canonical is not function:
+                swapped.append((layer, function))
+                layer.activation = canonical
+        yield
+    finally:
+        for layer, function in swapped:
+            layer.activation = function
+
+
+def _check_saved(path: str) -> None:
+    """Raise :class:`Refused` where the scorer's policy would refuse the saved archive (the same
+    check the scorer makes again; here it only gives the student a clear reason early)."""
+    from convlab.grading import model_policy
+
+    try:
+        model_policy.check_keras_archive(path)  # type: ignore[arg-type]
+    except model_policy.PolicyError as error:
+        raise Refused(str(error)) from error
+
+
 def _encode_model(model: Any, directory: str) -> dict:
     key = _model_key(model)
     name = f"m_{key}.keras"
@@ -118,10 +227,14 @@ def _encode_model(model: Any, directory: str) -> dict:
     if not os.path.exists(path):
         tmp = os.path.join(directory, f"tmp_{key}.keras")
         try:
-            model.save(tmp)
+            with canonical_activations(model):
+                model.save(tmp)
+            _check_saved(tmp)
         except Exception as error:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+            if isinstance(error, Refused):
+                raise
             raise NotExportable(f"{_type_name(model)} (не сохраняется: {error})") from error
         os.replace(tmp, path)
     history = getattr(model, "history", None)
@@ -212,6 +325,8 @@ def snapshot(question: str, namespace: dict[str, Any], *, at: str = "check") -> 
             continue
         try:
             values[name] = {"kind": "value", "value": encode(namespace[name], directory)}
+        except Refused as error:
+            values[name] = {"kind": "unexportable", "type": _type_name(namespace[name]), "why": str(error)}
         except NotExportable as error:
             values[name] = {"kind": "unexportable", "type": str(error)}
         except Exception as error:  # a broken object: its export failed

@@ -41,7 +41,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from convlab.grading import batch, execute, figures, manual, report, score
+from convlab.grading import batch, execute, figures, manual, report, score, score_process
 
 MAX_EXECUTED = 50 << 20
 FEEDBACK_CELL_OUTPUT = 100_000  #: characters of outputs per cell of the feedback notebook
@@ -75,6 +75,8 @@ class Config:
     report_settings: report.Settings = field(default_factory=report.Settings)  #: integrity thresholds
     #: the lab's manual questions (master, rubric): answers extracted and grades merged (manual.py)
     manual: manual.Setup | None = None
+    #: phase 2 in a fresh sandboxed process per submission (limits; ``isolated=False``: in this process)
+    scoring: score_process.Settings = field(default_factory=score_process.Settings)
 
 
 def _read_executed(execution: execute.Execution) -> bytes | None:
@@ -407,15 +409,23 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
                 notebook = feedback_notebook(submitted, _read_executed(execution))
                 batch.write_atomic(Path(scratch) / FEEDBACK_NOTEBOOK,
                                    json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
-        export = None
-        if execution.status in ("ok", "timeout", "memory", "crashed"):
-            export = score.load_snapshots(execution.export)
-        try:
-            result = score.score(tests, export, status=execution.status, reason=execution.message,
-                                 observe=collector)
-        finally:
-            if export is not None:
-                export.close()
+        exported = execution.status in ("ok", "timeout", "memory", "crashed")
+        if exported and config.scoring.isolated:  # nothing of the submission is loaded here
+            scored = score_process.run(tests, Path(config.tests), execution.export, status=execution.status,
+                                       reason=execution.message, settings=config.scoring,
+                                       execution=settings, figures=collector.wanted, base=config.sandbox_base)
+            result = scored.result
+            collector.models, collector.histories, collector.figures = \
+                scored.models, scored.histories, scored.figures
+            result["scoring"] = scored.process
+        else:
+            export = score.load_snapshots(execution.export) if exported else None
+            try:
+                result = score.score(tests, export, status=execution.status, reason=execution.message,
+                                     observe=collector)
+            finally:
+                if export is not None:
+                    export.close()
     finally:
         execute.remove_workdir(execution)
         with contextlib.suppress(Exception):

@@ -39,12 +39,13 @@ from typing import Any
 from otter.test_files.abstract_test import TestCaseResult
 from otter.test_files.exception_test import ExceptionTestFile
 
+from convlab.grading import model_policy
+
 MAX_JSON = 64 << 20
-MAX_ARRAY = 4 << 30
+MAX_ARRAY = 3 << 29  #: 1.5 GiB: one array, by its header (CIFAR-10 train set as float64 fits)
 MAX_MODEL = 1 << 30
-MAX_MODEL_CONFIG = 16 << 20
+HEADER_ONLY = 1 << 62  #: size cap when only a header is read
 _NAME = re.compile(r"^[A-Za-z0-9_]{1,80}\.(npy|keras)$")
-_ALLOWED_MODULES = ("keras", "builtins")
 
 
 class LoadError(Exception):
@@ -118,6 +119,8 @@ class Export:
     dirfd: int
     snapshots: dict[str, Any]
     staging: Path
+    #: why every array of this export is refused (their declared sizes together are over budget)
+    arrays_refused: str = ""
 
     def close(self) -> None:
         os.close(self.dirfd)
@@ -141,7 +144,45 @@ def load_snapshots(export: Path | None) -> Export | None:
     except (LoadError, ValueError, KeyError, TypeError, UnicodeDecodeError):
         os.close(dirfd)
         return None
-    return Export(dirfd=dirfd, snapshots=snapshots, staging=Path(tempfile.mkdtemp(prefix="convlab-models-")))
+    export = Export(dirfd=dirfd, snapshots=snapshots,
+                    staging=Path(tempfile.mkdtemp(prefix="convlab-models-")))
+    export.arrays_refused = _array_budget(export)
+    return export
+
+
+def _array_files(node: Any, found: set[str], depth: int = 0) -> None:
+    if depth > 64:
+        return
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key in ("file", "images") and isinstance(value, str) and value.endswith(".npy"):
+                found.add(value)
+            elif key == "images" and isinstance(value, list):
+                found.update(v for v in value if isinstance(v, str) and v.endswith(".npy"))
+            else:
+                _array_files(value, found, depth + 1)
+    elif isinstance(node, list):
+        for value in node:
+            _array_files(value, found, depth + 1)
+
+
+def _array_budget(export: Export) -> str:
+    """Why the export's arrays are refused ("" when they are not): every array the manifest
+    names counts by the size its header declares (a sparse file counts in full)."""
+    names: set[str] = set()
+    _array_files(export.snapshots, names)
+    sizes = []
+    for name in sorted(names):
+        try:
+            with _open_file(export.dirfd, name, HEADER_ONLY) as handle:  # reads the header only
+                sizes.append(model_policy.npy_declared_bytes(handle))
+        except (LoadError, model_policy.PolicyError):
+            continue  # refused again, with its own message, when a test reads it
+    try:
+        model_policy.array_budget(sizes)
+    except model_policy.PolicyError as error:
+        return str(error)
+    return ""
 
 
 def _load_array(export: Export, name: Any, cache: dict[str, Any]) -> Any:
@@ -153,7 +194,15 @@ def _load_array(export: Export, name: Any, cache: dict[str, Any]) -> Any:
         return cache[name]
     if not name.endswith(".npy"):
         raise LoadError(f"недопустимое имя файла {name!r}")
+    if export.arrays_refused:
+        raise LoadError(export.arrays_refused)
     with _open_file(export.dirfd, name, MAX_ARRAY) as handle:
+        try:
+            declared = model_policy.npy_declared_bytes(handle)
+        except model_policy.PolicyError as error:
+            raise LoadError(f"массив {name}: {error}") from error
+        if declared > MAX_ARRAY:
+            raise LoadError(f"массив {name} объявляет {declared} байт, допустимо не больше {MAX_ARRAY}")
         try:
             array = np.load(handle, allow_pickle=False)
         except Exception as error:
@@ -165,33 +214,13 @@ def _load_array(export: Export, name: Any, cache: dict[str, Any]) -> Any:
 
 
 def _check_model_config(path: Path) -> None:
-    """Refuse a .keras archive that is too big unpacked or names non-Keras modules."""
+    """Refuse a .keras archive outside :mod:`convlab.grading.model_policy` (classes, keys and
+    values allow-listed, parameters and shapes bounded from the configuration, declared weight
+    bytes bounded); nothing is built or called before it accepted the file."""
     try:
-        with zipfile.ZipFile(path) as zf:
-            if sum(i.file_size for i in zf.infolist()) > 4 * MAX_MODEL or len(zf.infolist()) > 16:
-                raise LoadError("архив модели слишком большой")
-            info = zf.getinfo("config.json")
-            if info.file_size > MAX_MODEL_CONFIG:
-                raise LoadError("конфигурация модели слишком большая")
-            config = json.loads(zf.read(info).decode("utf-8"))
-    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as error:
-        raise LoadError(f"файл модели повреждён ({type(error).__name__})") from error
-
-    def walk(node: Any) -> None:
-        if isinstance(node, dict):
-            module = node.get("module")
-            if isinstance(module, str) and module.split(".")[0] not in _ALLOWED_MODULES:
-                raise LoadError(f"модель использует посторонний модуль {module!r}")
-            registered = node.get("registered_name")
-            if node.get("class_name") == "__lambda__" or (isinstance(registered, str) and ">" in registered):
-                raise LoadError("модель содержит пользовательский код")
-            for value in node.values():
-                walk(value)
-        elif isinstance(node, list):
-            for value in node:
-                walk(value)
-
-    walk(config)
+        model_policy.check_keras_archive(path)
+    except model_policy.PolicyError as error:
+        raise LoadError(f"модель не принята: {error}") from error
 
 
 def _load_model(export: Export, node: dict, cache: dict[str, Any]) -> Any:
@@ -344,6 +373,8 @@ def _environment(export: Export | None, question: str, names: list[str], fallbac
                 if observe is not None:
                     with contextlib.suppress(Exception):
                         observe(question, name, env[name])
+        elif kind == "unexportable" and isinstance(entry.get("why"), str):
+            problems[name] = f"модель не принимается на проверку: {entry['why'][:400]}"
         elif kind == "unexportable":
             problems[name] = f"значение типа {str(entry.get('type'))[:200]} не является данными"
         else:
@@ -383,13 +414,63 @@ def _run_file(test_file: ExceptionTestFile, env: dict[str, Any], problems: dict[
     return cases
 
 
+def _text(value: Any, limit: int) -> str:
+    return value[:limit] if isinstance(value, str) else ""
+
+
+def _replay_file(test_file: ExceptionTestFile, outcomes: Any, missing: str) -> list[dict[str, Any]]:
+    """Record on ``test_file`` the outcomes its cases had in the scoring process: pass/fail and
+    messages only; points, totals and ``all_or_nothing`` come from the trusted test file."""
+    by_name: dict[str, dict] = {}
+    for outcome in outcomes if isinstance(outcomes, list) else []:
+        if isinstance(outcome, dict) and isinstance(outcome.get("name"), str):
+            by_name.setdefault(outcome["name"], outcome)
+    test_file.test_case_results = []
+    cases = []
+    for tc in test_file.test_cases:
+        outcome = by_name.get(tc.name)
+        passed = outcome is not None and outcome.get("passed") is True
+        if outcome is None:
+            message, output = missing, "❌ Test case failed\n" + missing
+        else:
+            message = "" if passed else _text(outcome.get("message"), MAX_MESSAGE) or "проверка не пройдена"
+            output = _text(outcome.get("output"), 4 * MAX_MESSAGE) or (
+                "✅ Test case passed" if passed else "❌ Test case failed\n" + message)
+        test_file.test_case_results.append(TestCaseResult(test_case=tc, message=output, passed=passed))
+        cases.append({"name": tc.name, "points": float(tc.points), "hidden": bool(tc.hidden),
+                      "passed": passed, "message": message})
+    return cases
+
+
+MAX_MESSAGE = 4000  #: characters of one case's message taken from the scoring process
+
+
+def outcomes(tests: list[ExceptionTestFile], result: dict[str, Any]) -> dict[str, list[dict[str, Any]]]:
+    """Per question, each case's name, pass/fail, message and output, as :func:`score` recorded
+    them on ``tests`` and in ``result`` (what the scoring process hands back, see
+    :func:`_replay_file`)."""
+    out: dict[str, list[dict[str, Any]]] = {}
+    for test_file in tests:
+        cases = result["questions"][test_file.name]["cases"]
+        out[test_file.name] = [
+            {"name": case["name"], "passed": bool(case["passed"]), "message": case["message"][:MAX_MESSAGE],
+             "output": str(recorded.message)[:4 * MAX_MESSAGE]}
+            for case, recorded in zip(cases, test_file.test_case_results, strict=True)]
+    return out
+
+
 def score(tests: list[ExceptionTestFile], export: Export | None, *, status: str = "ok",
-          reason: str = "", observe: Observer | None = None) -> dict[str, Any]:
+          reason: str = "", observe: Observer | None = None,
+          replay: dict[str, Any] | None = None, replay_missing: str = "") -> dict[str, Any]:
     """Run every test case on the exported values; the result dict of :mod:`batch` (``status``,
     ``scores``, ``possible``, ``total``, ``max_total``, ``questions`` with each case's outcome).
 
     ``observe(question, name, value)`` is called with every value loaded for a question, before
-    its tests run (the grader fingerprints the loaded models there)."""
+    its tests run (the grader fingerprints the loaded models there).
+
+    ``replay``: the case outcomes of a scoring process (:func:`outcomes`, as
+    :mod:`convlab.grading.score_process` returns them); nothing is loaded or run, the trusted
+    ``tests`` give the points; a case without an outcome fails with ``replay_missing``."""
     fallback = {
         "ok": "блокнот выполнен, но значения не были сохранены",
         "timeout": "выполнение блокнота прервано по времени до проверки этого задания",
@@ -399,10 +480,13 @@ def score(tests: list[ExceptionTestFile], export: Export | None, *, status: str 
     questions: dict[str, Any] = {}
     loaded: dict[str, Any] = {}
     for test_file in tests:
-        names = [n for n in parameters(test_file) if n != "env"]
-        env, problems = _environment(export, test_file.name, names, fallback, observe, loaded)
-        cases = _run_file(test_file, env, problems)
-        del env
+        if replay is not None:
+            cases = _replay_file(test_file, replay.get(test_file.name), replay_missing or fallback)
+        else:
+            names = [n for n in parameters(test_file) if n != "env"]
+            env, problems = _environment(export, test_file.name, names, fallback, observe, loaded)
+            cases = _run_file(test_file, env, problems)
+            del env
         questions[test_file.name] = {
             "score": float(test_file.score), "possible": float(test_file.possible),
             "all_or_nothing": bool(test_file.all_or_nothing), "cases": cases,
