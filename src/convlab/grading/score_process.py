@@ -203,9 +203,12 @@ def run(tests: list[Any], tests_source: Path, export: Path | None, *, status: st
         job = {"status": status, "reason": reason, "arrays_refused": refused,
                "export": export is not None, "figures": dict(figures)}
         (workdir / JOB).write_text(json.dumps(job), encoding="utf-8")
-        switch = execution.allow_user_switch and execute.sandbox_user_can_run()
+        # the notebook's confinement, with the scorer's own time and memory limits
         limits = sandbox.Limits(wall_seconds=settings.wall_seconds, memory_bytes=settings.memory_bytes,
-                                allow_user_switch=switch, confine_writes=True)
+                                allow_user_switch=execution.allow_user_switch, confine_writes=True,
+                                confine_reads=execution.confine_reads, allow_root=execution.allow_root,
+                                max_processes=execution.max_processes, disk_bytes=execution.disk_bytes,
+                                shm_bytes=execution.shm_bytes)
         outcome = sandbox.run([sys.executable, "-m", "convlab.grading.score_process"], workdir=workdir,
                               limits=limits, env=execute.kernel_env(execution, workdir))
         data = _read_result(workdir) if outcome.status == "ok" else None
