@@ -401,6 +401,8 @@ def test_grade_folder_outputs_are_safe_to_open(autograder: Path, tmp_path: Path)
     text = json.dumps([c.get("outputs") for c in nb["cells"]], ensure_ascii=False)
     assert "PRIVATE KEY" not in text and "text/html" not in text and "onerror" not in text
     assert "[скрыто]" in text and "evil.example" in text  # the student's own print, as plain text
+    readable = [p for p in out.rglob("*") if p.stat().st_mode & 0o077]
+    assert readable == [], f"written readable by other users: {readable[:5]}"
     again = grade.grade_folder(config(autograder), subs, out, progress=False)  # resumes: nothing graded
     assert [r["duration_s"] for r in again] == [r["duration_s"] for r in graded]
 
@@ -441,3 +443,17 @@ def test_feedback_notebook_is_the_students_own_with_capped_plain_outputs() -> No
     assert "обрезан" in last["outputs"][1]["text"]
     nbformat.validate(nbformat.from_dict(nb))
     assert grade.feedback_notebook(submitted, b"not json")["cells"][0]["outputs"] == []
+
+
+def test_protection_warnings_name_what_the_notebook_could_reach() -> None:
+    """Does the operator learn when a notebook ran as root (the --allow-root opt-in) or with reads or
+    writes unconfined, and hear nothing when every protection held?"""
+    confined = {"unprivileged_user": True, "filesystem_read_confined": True,
+                "filesystem_write_confined": True}
+    assert grade.protection_warnings(confined) == []
+    as_root = grade.protection_warnings({**confined, "unprivileged_user": False})
+    assert len(as_root) == 1 and "AS ROOT" in as_root[0]
+    open_reads = grade.protection_warnings({**confined, "filesystem_read_confined": False})
+    assert len(open_reads) == 1 and "could read the grader's files" in open_reads[0]
+    nothing = grade.protection_warnings({"unprivileged_user": False})
+    assert len(nothing) == 3 and "could write the grader's files" in nothing[2]

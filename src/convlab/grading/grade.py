@@ -650,7 +650,16 @@ def grade_folder(config: Config, folder: Path, out: Path, *, workers: int = 1, r
     report to ``out``.
     ``engine``: see :func:`convlab.grading.batch.run_batch` (Dask needs ``folder``, ``out`` and
     ``config.tests`` on a filesystem the workers share)."""
-    out = Path(out)
+    previous = os.umask(0o077)  # nothing the grader writes is readable by other users (the sandbox's)
+    try:
+        return _grade_folder(config, folder, Path(out), workers=workers, regrade=regrade,
+                             hide_hidden=hide_hidden, progress=progress, engine=engine)
+    finally:
+        os.umask(previous)
+
+
+def _grade_folder(config: Config, folder: Path, out: Path, *, workers: int, regrade: bool, hide_hidden: bool,
+                  progress: bool, engine: batch.DaskEngine | None) -> list[dict[str, Any]]:
     for written in (out, out / "feedback", *(out / "gradescope").glob("*/")):  # a killed run's leftovers
         batch.remove_stale_temps(written)
     # working directories of a grader killed between two sandbox runs
