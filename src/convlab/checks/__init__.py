@@ -39,18 +39,20 @@ from convlab.checks.models import (
     trainable_split,
 )
 from convlab.checks.nin import (
+    accuracy_step,
     adamw_weight_decay,
     confusion_matrix_of,
-    cosine_schedule_values,
-    counter_correct,
+    cosine_probed,
+    counter_probed,
     figure_shows_matrix,
     layer_output_shapes,
     model_size_limit,
-    nin_block_samples,
+    nin_block_probed,
     nin_network,
     outputs_match_loss,
     schedule_attached,
     submitted_model,
+    trained_as_prescribed,
 )
 from convlab.checks.performance import (
     accuracy_at_least,
@@ -77,6 +79,7 @@ from convlab.public import (
 __all__ = [
     "CheckFailed",
     "accuracy_at_least",
+    "accuracy_step",
     "adamw_weight_decay",
     "answer_close",
     "answer_equals",
@@ -85,8 +88,8 @@ __all__ = [
     "batchnorm_param_counts",
     "compiled_with",
     "confusion_matrix_of",
-    "cosine_schedule_values",
-    "counter_correct",
+    "cosine_probed",
+    "counter_probed",
     "describe_layers",
     "dropout_after_dense",
     "fail",
@@ -106,7 +109,7 @@ __all__ = [
     "layer_sequence",
     "model_size_limit",
     "more_accurate",
-    "nin_block_samples",
+    "nin_block_probed",
     "nin_network",
     "output_layer",
     "outputs_match_loss",
@@ -125,4 +128,5 @@ __all__ = [
     "train_image",
     "train_size",
     "trainable_split",
+    "trained_as_prescribed",
 ]

@@ -39,6 +39,8 @@ from typing import Any
 from otter.test_files.abstract_test import TestCaseResult
 from otter.test_files.exception_test import ExceptionTestFile
 
+from convlab.grading import probes
+
 MAX_JSON = 64 << 20
 MAX_ARRAY = 4 << 30
 MAX_MODEL = 1 << 30
@@ -344,6 +346,11 @@ def _environment(export: Export | None, question: str, names: list[str], fallbac
                 if observe is not None:
                     with contextlib.suppress(Exception):
                         observe(question, name, env[name])
+        elif kind == "probed":  # a function's answers on the grader's probes (grading.probes)
+            try:
+                env[name] = probes.restore(name, decode(entry.get("value"), export, cache))
+            except Exception as error:
+                problems[name] = f"ответы функции не загружаются ({type(error).__name__})"
         elif kind == "unexportable":
             problems[name] = f"значение типа {str(entry.get('type'))[:200]} не является данными"
         else:
