@@ -18,6 +18,7 @@ import numpy as np
 __all__ = [
     "CheckFailed",
     "fail",
+    "figure_shows_matrix",
     "image_format",
     "image_grid",
     "is_fraction",
@@ -30,6 +31,7 @@ __all__ = [
     "output_layer",
     "require",
     "show",
+    "trained_steps",
 ]
 
 
@@ -184,3 +186,43 @@ def output_layer(model: Any, classes: int, activation: str = "softmax", *,
     ok = bool(np.all(out >= -1e-6) and np.allclose(out.sum(axis=1), 1.0, atol=1e-3))
     require(ok, f"{name}: выход сети", "вероятности классов (softmax: неотрицательные, сумма 1)",
             f"строки с суммами {np.round(out.sum(axis=1), 3).tolist()}")
+
+
+# --- Lab 6 (format checks on the student's own values; nothing graded is computed here) -------
+
+def figure_shows_matrix(fig: Any, cm: Any, name: str = "fig_cm") -> None:
+    """The figure draws the matrix ``cm`` as an image (``ConfusionMatrixDisplay.plot`` or
+    ``imshow``)."""
+    from matplotlib.figure import Figure
+
+    if not isinstance(fig, Figure):
+        raise fail(name, "фигура matplotlib с матрицей ошибок",
+                   show(fig) if fig is None else type(fig).__name__)
+    try:
+        target = np.asarray(cm, dtype=np.float64) if cm is not None else None
+    except (TypeError, ValueError):
+        target = None
+    for ax in fig.axes:
+        for image in ax.images:
+            drawn = np.asarray(image.get_array(), dtype=np.float64)
+            if target is not None and drawn.shape == target.shape and np.allclose(drawn, target):
+                return
+    raise fail(f"{name}: изображение", "матрица ошибок confusion (imshow / ConfusionMatrixDisplay)",
+               "на фигуре её нет")
+
+
+def trained_steps(model: Any, epochs: Any, batch_size: Any, train_count: Any, name: str) -> None:
+    """The model's optimizer made ``epochs × ceil(train_count / batch_size)`` steps: it was
+    trained by ``fit`` on ``train_count`` images for ``epochs`` epochs (a history is not enough)."""
+    import math
+
+    _need_model(model, name)
+    optimizer = getattr(model, "optimizer", None)
+    counter = getattr(optimizer, "iterations", None) if optimizer is not None else None
+    found = int(np.asarray(counter)) if counter is not None else 0
+    steps = math.ceil(int(train_count) / int(batch_size))
+    expected = int(epochs) * steps
+    require(found == expected, f"{name}: шагов оптимизатора (обучение через fit)",
+            f"{expected} = {int(epochs)} эпох × {steps} пакетов",
+            f"{found}" + (" (модель не обучалась: нет файла весов в artifacts/ или он не "
+                          "соответствует блокноту)" if found == 0 else ""))

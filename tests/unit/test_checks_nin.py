@@ -139,7 +139,8 @@ def test_block_probes_are_stratified():
     assert {c.get("num_1x1") for c in probes.BLOCKS} >= {1, 3, None}
     assert {n["bn"] for n in probes.NETWORKS} == {True, False}
     assert any("dense" in n["head"] for n in probes.NETWORKS)
-    strided_or_valid = [b for n in probes.NETWORKS for b in n["blocks"] if b[2] > 1 or (b[3] == "valid" and b[1] > 1)]
+    strided_or_valid = [b for n in probes.NETWORKS for b in n["blocks"]
+                        if b[2] > 1 or (b[3] == "valid" and b[1] > 1)]
     assert len(strided_or_valid) >= 3
 
 

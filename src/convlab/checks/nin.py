@@ -33,6 +33,7 @@ import numpy as np
 
 from convlab.checks.base import CheckFailed, fail, require, show
 from convlab.checks.models import Op, _leaf_layers, _pair, layer_ops, need_model
+from convlab.public import figure_shows_matrix  # noqa: F401  (re-exported)
 
 #: float32
 BYTES_PER_VALUE = 4
@@ -398,24 +399,6 @@ def confusion_matrix_of(cm: Any, model: Any, dataset: str = "cifar10", name: str
     require(np.abs(array - expected).sum() <= slack, f"{name}: элементы",
             "матрица ошибок обученной модели nin на тестовой выборке",
             f"{int(np.abs(array - expected).sum())} расхождений")
-
-
-def figure_shows_matrix(fig: Any, cm: Any, name: str = "fig_cm") -> None:
-    """The figure draws the matrix ``cm`` as an image (``ConfusionMatrixDisplay.plot`` or
-    ``imshow``)."""
-    from matplotlib.figure import Figure
-
-    if not isinstance(fig, Figure):
-        raise fail(name, "фигура matplotlib с матрицей ошибок",
-                   show(fig) if fig is None else type(fig).__name__)
-    target = np.asarray(cm, dtype=np.float64) if cm is not None else None
-    for ax in fig.axes:
-        for image in ax.images:
-            drawn = np.asarray(image.get_array(), dtype=np.float64)
-            if target is not None and drawn.shape == target.shape and np.allclose(drawn, target):
-                return
-    raise fail(f"{name}: изображение", "матрица ошибок confusion (imshow / ConfusionMatrixDisplay)",
-               "на фигуре её нет")
 
 
 # ------------------------------------------------------------------------------- answers
