@@ -116,7 +116,8 @@ def test_submission_zip_carries_models_and_drops_listed(tmp_path: Path) -> None:
 GIVEAWAYS = ("thresholds.json", "threshold(", "reference_params", "reference_mults", "reference_memory",
              "def cosine(", "nin_block_probed", "counter_probed", "accuracy_step", "ACCURACY_FLOORS",
              "from convlab.checks", "import convlab.checks", "from convlab.grading", "import convlab.grading",
-             "from convlab import checks", "from convlab import grading", "parameterless_layer_types", "trainable_split",
+             "from convlab import checks", "from convlab import grading", "parameterless_layer_types",
+             "trainable_split",
              "batchnorm_param_counts", "pristine(", "BLOCKS", "NETWORKS", "SCHEDULE")
 
 
