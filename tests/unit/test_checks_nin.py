@@ -266,6 +266,86 @@ def test_schedule_attached_passes_and_detached_fails():
         checks.schedule_attached(fit_with(None), 1e-3, 1e-5, 3)
 
 
+class ForgedHistory:
+    """What a hostile notebook can set as ``model.history`` without training."""
+
+    def __init__(self, epochs, rates):
+        self.epoch = list(range(epochs))
+        self.history = {"learning_rate": rates, "accuracy": [0.9] * epochs}
+
+
+def test_forged_history_on_untrained_model_is_not_schedule_evidence():
+    model = network()
+    model.history = ForgedHistory(3, [cosine(e, 1e-3, 1e-5, 3) for e in range(3)])
+    with pytest.raises(CheckFailed, match=exactly(
+            "nin: скорость обучения в оптимизаторе после обучения: ожидалось 0.0002575 (расписание "
+            "последней эпохи), получено 0.001.")):
+        checks.schedule_attached(model, 1e-3, 1e-5, 3)
+    with pytest.raises(CheckFailed, match=exactly("nin: шагов оптимизатора (optimizer.iterations): ожидал")):
+        checks.schedule_attached(model, 1e-3, 1e-5, 3, 8)
+
+
+def test_schedule_attached_fewer_epochs_than_asked_fails():
+    model = fit_with(lambda epoch: cosine(epoch, 1e-3, 1e-5, 3), epochs=2)
+    with pytest.raises(CheckFailed, match=exactly(
+            "nin: эпох со скоростью обучения в истории: ожидалось 3, получено 2.")):
+        checks.schedule_attached(model, 1e-3, 1e-5, 3)
+
+
+def with_steps(make_mapping_model, steps, shift=0):
+    """The synthetic mapping model (accuracy 0.8, or 0.2 with shift 1) after ``steps`` optimizer steps."""
+    model = make_mapping_model((6, 6, 3), shift)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
+    model.optimizer.iterations.assign(steps)
+    return model
+
+
+def test_trained_as_prescribed(fake_datasets, make_mapping_model):
+    # synthetic CIFAR: 12 training images, batch 4 -> 3 steps per epoch
+    checks.trained_as_prescribed(with_steps(make_mapping_model, 6), 2, 4)
+    with pytest.raises(CheckFailed, match=exactly(
+            "nin: шагов оптимизатора (optimizer.iterations): ожидалось 9 = 3 эпох × 3 пакетов по 4 из "
+            "12 обучающих изображений, получено 6.")):
+        checks.trained_as_prescribed(with_steps(make_mapping_model, 6), 3, 4)
+    with pytest.raises(CheckFailed, match=exactly("получено 0 (модель не обучалась).")):
+        checks.trained_as_prescribed(with_steps(make_mapping_model, 0), 2, 4)
+    with pytest.raises(CheckFailed, match=exactly(
+            "nin: точность на тестовой выборке: ожидалось не менее 0.30 у обученной сети (случайные веса "
+            "дают около 0.10), получено 0.2000.")):
+        checks.trained_as_prescribed(with_steps(make_mapping_model, 6, shift=1), 2, 4)
+
+
+def test_public_trained_steps():
+    from convlab import public
+
+    model = fit_with(None, epochs=2)  # 8 images, batch 8: one step per epoch
+    public.trained_steps(model, 2, 8, 8, "nin")
+    with pytest.raises(CheckFailed, match=exactly("nin: шагов оптимизатора (обучение через fit): ожидалось "
+                                                  "3 = 3 эпох × 1 пакетов, получено 2.")):
+        public.trained_steps(model, 3, 8, 8, "nin")
+    model = network()
+    model.history = ForgedHistory(2, [1e-3, 1e-3])
+    with pytest.raises(CheckFailed, match="получено 0 \\(модель не обучалась"):
+        public.trained_steps(model, 2, 8, 8, "nin")
+
+
+@pytest.mark.parametrize(("accuracy", "passed"), [(0.80, 6), (0.75, 6), (0.70, 4), (0.61, 0), (0.20, 0)])
+def test_accuracy_steps_rise_linearly_from_floor_to_threshold(monkeypatch, accuracy, passed):
+    from convlab.checks import performance
+
+    monkeypatch.setattr(performance, "test_accuracy", lambda model, dataset: accuracy)
+    assert nin_checks.accuracy_floor("lab6_nin", "nin") < checks.threshold("lab6_nin", "nin")
+    model, count = network(), 0
+    for step in range(1, 7):
+        try:
+            checks.accuracy_step(model, step, 6)
+        except CheckFailed as error:
+            assert f"ожидалось не менее {0.6 + step * 0.025:.3f}, получено {accuracy:.4f}" in str(error)
+        else:
+            count += 1
+    assert count == passed
+
+
 # -------------------------------------------------------------------------- confusion matrix
 
 
@@ -281,6 +361,12 @@ def test_confusion_matrix_of(fake_datasets, make_mapping_model):
         checks.confusion_matrix_of(cm.T, model, "cifar10")
     with pytest.raises(CheckFailed, match=exactly("confusion: сумма элементов: ожидалось 10 (размер")):
         checks.confusion_matrix_of(cm * 2, model, "cifar10")
+    # the same exact counts as floats are the matrix asked for; fractions are not
+    checks.confusion_matrix_of(cm.astype(np.float64), model, "cifar10")
+    checks.confusion_matrix_of(cm.astype(np.float32).tolist(), model, "cifar10")
+    with pytest.raises(CheckFailed, match=exactly(
+            "confusion: элементы: ожидалось целые числа примеров (не доли: матрица без нормировки)")):
+        checks.confusion_matrix_of(cm / cm.sum(axis=1, keepdims=True), model, "cifar10")
 
 
 def test_figure_shows_matrix():
