@@ -144,6 +144,19 @@ def test_block_probes_are_stratified():
     assert len(strided_or_valid) >= 3
 
 
+def test_probe_outcomes_are_the_same_on_every_grading():
+    """The probes are the grader's and fixed: three gradings record the same answers (and so
+    give the same scores), whoever wrote the notebook."""
+    from convlab.grading import probes
+
+    functions = {"nin_block": nin_block, "cosine_lr": cosine, "count_params": count_params,
+                 "count_mults": count_mults, "count_memory": count_memory}
+    for name, fn in functions.items():
+        first = probes.record(name, fn)
+        assert all(probes.record(name, fn) == first for _ in range(2)), name
+        assert all("ok" in outcome for outcome in first["results"]), (name, first)
+
+
 def test_recorded_answers_nothing_else_and_refuses_other_probes():
     from convlab.grading import probes
 
@@ -274,7 +287,7 @@ class ForgedHistory:
         self.history = {"learning_rate": rates, "accuracy": [0.9] * epochs}
 
 
-def test_forged_history_on_untrained_model_is_not_schedule_evidence():
+def test_forged_history_on_untrained_model_is_not_schedule_evidence(fake_datasets):
     model = network()
     model.history = ForgedHistory(3, [cosine(e, 1e-3, 1e-5, 3) for e in range(3)])
     with pytest.raises(CheckFailed, match=exactly(
