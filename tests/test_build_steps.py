@@ -179,3 +179,20 @@ def test_master_public_tests_use_only_the_kit(lab: str) -> None:
         else:
             hidden = ("convlab.checks", "convlab.grading")
             assert not any(h in cell.source for h in hidden), cell.source[:80]
+
+
+def test_every_lab6_scenario_applies_to_the_master() -> None:
+    """Does each Lab 6 scenario apply cleanly to the master, with both sections present?"""
+    master = nbformat.read(ROOT / "assignments" / "lab6_nin" / "lab6_nin.ipynb", as_version=4)
+    scenarios = corpus.load(ROOT / "tests" / "fixtures" / "lab6_nin" / "scenarios.yml")
+    names = {s.name for s in scenarios}
+    right = {"block_comprehension", "cosine_numpy", "counters_differently", "confusion_float_counts",
+             "confusion_by_hand", "confusion_tf", "shapes_as_lists", "cosine_with_defaults"}
+    wrong = {"block_ignores_strides", "cosine_uses_globals", "forged_history", "ablation_untrained",
+             "ablation_unchanged", "mults_input_size", "memory_counts_input", "params_all_weights"}
+    assert right | wrong <= names
+    for scenario in scenarios:
+        if scenario.name in right:
+            assert not scenario.expected and not scenario.env, scenario.name
+        if scenario.base == "solution":
+            corpus.apply_edits(nbformat.from_dict(master), scenario.edits)
