@@ -74,6 +74,7 @@ from convlab.public import (
     is_string_list,
     require,
     show,
+    trained_steps,
 )
 
 __all__ = [
@@ -129,4 +130,5 @@ __all__ = [
     "train_size",
     "trainable_split",
     "trained_as_prescribed",
+    "trained_steps",
 ]
