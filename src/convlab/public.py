@@ -218,7 +218,10 @@ def trained_steps(model: Any, epochs: Any, batch_size: Any, train_count: Any, na
 
     _need_model(model, name)
     optimizer = getattr(model, "optimizer", None)
-    counter = getattr(optimizer, "iterations", None) if optimizer is not None else None
+    # an optimizer that made steps has built its state; a counter set by hand on an unbuilt one
+    # is not training (and does not survive saving the model)
+    built = optimizer is not None and bool(getattr(optimizer, "built", False))
+    counter = getattr(optimizer, "iterations", None) if built else None
     found = int(np.asarray(counter)) if counter is not None else 0
     steps = math.ceil(int(train_count) / int(batch_size))
     expected = int(epochs) * steps

@@ -309,8 +309,21 @@ def with_steps(make_mapping_model, steps, shift=0):
     """The synthetic mapping model (accuracy 0.8, or 0.2 with shift 1) after ``steps`` optimizer steps."""
     model = make_mapping_model((6, 6, 3), shift)
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
+    model.optimizer.build(model.trainable_variables)
     model.optimizer.iterations.assign(steps)
     return model
+
+
+def test_a_step_counter_set_on_an_unbuilt_optimizer_is_not_training(fake_datasets, make_mapping_model):
+    from convlab import public
+
+    model = make_mapping_model((6, 6, 3))
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
+    model.optimizer.iterations.assign(6)
+    with pytest.raises(CheckFailed, match=exactly("получено 0 (модель не обучалась).")):
+        checks.trained_as_prescribed(model, 2, 4)
+    with pytest.raises(CheckFailed, match="получено 0 "):
+        public.trained_steps(model, 2, 4, 12, "nin")
 
 
 def test_trained_as_prescribed(fake_datasets, make_mapping_model):

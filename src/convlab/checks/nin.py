@@ -262,8 +262,11 @@ MIN_TRAINED_ACCURACY = 0.3
 
 
 def _iterations(model: Any) -> int:
+    """Steps the optimizer made; 0 for an optimizer never built (a counter set by hand on it is
+    not training, and saving the model drops it)."""
     optimizer = getattr(model, "optimizer", None)
-    counter = getattr(optimizer, "iterations", None) if optimizer is not None else None
+    built = optimizer is not None and bool(getattr(optimizer, "built", False))
+    counter = getattr(optimizer, "iterations", None) if built else None
     try:
         return int(np.asarray(counter)) if counter is not None else 0
     except (TypeError, ValueError):
@@ -471,9 +474,7 @@ def submitted_model(model: Any, name: str = "nin", max_megabytes: float | None =
             f"{size:.1f} МБ — уменьшите число фильтров")
     history = getattr(model, "history", None)
     epochs = len(getattr(history, "epoch", None) or [])
-    optimizer = getattr(model, "optimizer", None)
-    counter = getattr(optimizer, "iterations", None) if optimizer is not None else None
-    iterations = int(np.asarray(counter)) if counter is not None else 0
+    iterations = _iterations(model)
     del epochs  # a history is not evidence of training (it can be forged): the optimizer's steps are
     require(iterations > 0, f"{name}: обученные веса",
             "файл обученной модели в artifacts/ (архив из последней ячейки блокнота)",
