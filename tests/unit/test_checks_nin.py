@@ -157,6 +157,26 @@ def test_probe_outcomes_are_the_same_on_every_grading():
         assert all("ok" in outcome for outcome in first["results"]), (name, first)
 
 
+def test_exporter_snapshot_and_scorer_environment_carry_the_probes(tmp_path, monkeypatch):
+    """The two-phase hooks: the exporter writes a probed function as the manifest kind
+    ``probed``; the scorer gives the test a Recorded stand-in with the same outcomes."""
+    from convlab.grading import exporter, probes, score
+
+    state = {"needed": {"q8_counting": ["count_mults", "BATCH_SIZE"]}, "dir": str(tmp_path),
+             "snapshots": {}, "checked": [], "memo": {}}
+    monkeypatch.setattr(exporter, "_state", state)
+    exporter.snapshot("q8_counting", {"count_mults": count_mults, "BATCH_SIZE": 128})
+    manifest = (tmp_path / exporter.MANIFEST).read_text()
+    assert '"kind": "probed"' in manifest
+    export = score.load_snapshots(tmp_path)
+    env, problems = score._environment(export, "q8_counting", ["count_mults", "BATCH_SIZE"], "-")
+    export.close()
+    assert not problems and env["BATCH_SIZE"] == 128
+    assert isinstance(env["count_mults"], probes.Recorded)
+    assert probes.outcomes("mults", env["count_mults"]) == probes.outcomes("mults", count_mults)
+    checks.counter_probed(env["count_mults"], "mults")
+
+
 def test_recorded_answers_nothing_else_and_refuses_other_probes():
     from convlab.grading import probes
 
