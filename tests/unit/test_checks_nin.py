@@ -341,24 +341,24 @@ def test_a_step_counter_set_on_an_unbuilt_optimizer_is_not_training(fake_dataset
     model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
     model.optimizer.iterations.assign(6)
     with pytest.raises(CheckFailed, match=exactly("получено 0 (модель не обучалась).")):
-        checks.trained_as_prescribed(model, 2, 4)
+        checks.nin_trained_as_prescribed(model, 2, 4)
     with pytest.raises(CheckFailed, match="получено 0 "):
         public.trained_steps(model, 2, 4, 12, "nin")
 
 
 def test_trained_as_prescribed(fake_datasets, make_mapping_model):
     # synthetic CIFAR: 12 training images, batch 4 -> 3 steps per epoch
-    checks.trained_as_prescribed(with_steps(make_mapping_model, 6), 2, 4)
+    checks.nin_trained_as_prescribed(with_steps(make_mapping_model, 6), 2, 4)
     with pytest.raises(CheckFailed, match=exactly(
             "nin: шагов оптимизатора (optimizer.iterations): ожидалось 9 = 3 эпох × 3 пакетов по 4 из "
             "12 обучающих изображений, получено 6.")):
-        checks.trained_as_prescribed(with_steps(make_mapping_model, 6), 3, 4)
+        checks.nin_trained_as_prescribed(with_steps(make_mapping_model, 6), 3, 4)
     with pytest.raises(CheckFailed, match=exactly("получено 0 (модель не обучалась).")):
-        checks.trained_as_prescribed(with_steps(make_mapping_model, 0), 2, 4)
+        checks.nin_trained_as_prescribed(with_steps(make_mapping_model, 0), 2, 4)
     with pytest.raises(CheckFailed, match=exactly(
             "nin: точность на тестовой выборке: ожидалось не менее 0.30 у обученной сети (случайные веса "
             "дают около 0.10), получено 0.2000.")):
-        checks.trained_as_prescribed(with_steps(make_mapping_model, 6, shift=1), 2, 4)
+        checks.nin_trained_as_prescribed(with_steps(make_mapping_model, 6, shift=1), 2, 4)
 
 
 def test_public_trained_steps():
@@ -384,7 +384,7 @@ def test_accuracy_steps_rise_linearly_from_floor_to_threshold(monkeypatch, accur
     model, count = network(), 0
     for step in range(1, 7):
         try:
-            checks.accuracy_step(model, step, 6)
+            checks.nin_accuracy_step(model, step, 6)
         except CheckFailed as error:
             assert f"ожидалось не менее {0.6 + step * 0.025:.3f}, получено {accuracy:.4f}" in str(error)
         else:

@@ -39,7 +39,6 @@ from convlab.checks.models import (
     trainable_split,
 )
 from convlab.checks.nin import (
-    accuracy_step,
     adamw_weight_decay,
     confusion_matrix_of,
     cosine_probed,
@@ -47,12 +46,13 @@ from convlab.checks.nin import (
     figure_shows_matrix,
     layer_output_shapes,
     model_size_limit,
+    nin_accuracy_step,
     nin_block_probed,
     nin_network,
+    nin_trained_as_prescribed,
     outputs_match_loss,
     schedule_attached,
     submitted_model,
-    trained_as_prescribed,
 )
 from convlab.checks.performance import (
     accuracy_at_least,
@@ -80,7 +80,6 @@ from convlab.public import (
 __all__ = [
     "CheckFailed",
     "accuracy_at_least",
-    "accuracy_step",
     "adamw_weight_decay",
     "answer_close",
     "answer_equals",
@@ -110,8 +109,10 @@ __all__ = [
     "layer_sequence",
     "model_size_limit",
     "more_accurate",
+    "nin_accuracy_step",
     "nin_block_probed",
     "nin_network",
+    "nin_trained_as_prescribed",
     "output_layer",
     "outputs_match_loss",
     "parameterless_layer_types",
@@ -129,6 +130,5 @@ __all__ = [
     "train_image",
     "train_size",
     "trainable_split",
-    "trained_as_prescribed",
     "trained_steps",
 ]

@@ -20,7 +20,7 @@ records its answers on the same probes and the check reads them; both give the s
 
 Facts about training come from the model, not from its history: the optimizer's step count
 against epochs × steps per epoch, the learning rate the schedule left in the optimizer, and the
-test accuracy the check computes itself (:func:`trained_as_prescribed`).
+test accuracy the check computes itself (:func:`nin_trained_as_prescribed`).
 """
 
 from __future__ import annotations
@@ -281,7 +281,7 @@ def _learning_rate(model: Any) -> float | None:
         return None
 
 
-def trained_as_prescribed(model: Any, epochs: Any, batch_size: Any, dataset: str = "cifar10",
+def nin_trained_as_prescribed(model: Any, epochs: Any, batch_size: Any, dataset: str = "cifar10",
                           name: str = "nin") -> None:
     """Evidence of training that a forged ``model.history`` does not give: the optimizer made
     ``epochs × ceil(N_train / batch_size)`` steps (the whole training split, ``epochs`` epochs,
@@ -312,10 +312,10 @@ def schedule_attached(model: Any, lr_0: Any, lr_min: Any, epochs: Any, batch_siz
     """Training followed the cosine schedule of the notebook's ``lr_0``, ``lr_min`` and
     ``T = epochs``: the history logged the rate of every epoch (``LearningRateScheduler``), and
     the optimizer itself holds the rate of the last epoch; with ``batch_size``, the training
-    is also :func:`trained_as_prescribed` (a history alone is not evidence)."""
+    is also :func:`nin_trained_as_prescribed` (a history alone is not evidence)."""
     need_model(model, name)
     if batch_size is not None:
-        trained_as_prescribed(model, epochs, batch_size, name=name)
+        nin_trained_as_prescribed(model, epochs, batch_size, name=name)
     history = getattr(model, "history", None)
     logged = list((getattr(history, "history", None) or {}).get("learning_rate") or [])
     trained = len(getattr(history, "epoch", None) or [])
@@ -346,7 +346,7 @@ def accuracy_floor(lab: str, model: str) -> float:
 ACCURACY_FLOORS = {"lab6_nin": {"nin": 0.60}}
 
 
-def accuracy_step(model: Any, step: int, steps: int, *, lab: str = "lab6_nin", key: str = "nin",
+def nin_accuracy_step(model: Any, step: int, steps: int, *, lab: str = "lab6_nin", key: str = "nin",
                   dataset: str = "cifar10", name: str = "nin") -> None:
     """Step ``step`` of ``steps`` of the linear accuracy credit: the test accuracy reaches
     ``floor + step/steps · (threshold − floor)``; the last step is the calibrated threshold."""
