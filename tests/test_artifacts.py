@@ -63,6 +63,19 @@ def test_refit_of_recreated_model_restores_weights(cache, kind: str) -> None:
     assert second.history is restored and restored.epoch == [0, 1]
 
 
+def test_restore_brings_back_the_optimizer_state(cache) -> None:
+    """The restored model's optimizer holds the trained one's step count and learning rate
+    (the checks' evidence of training, which a forged history does not give)."""
+    schedule = keras.callbacks.LearningRateScheduler(lambda epoch: 0.1 / (epoch + 1))
+    first = make()
+    first.fit(X, Y, epochs=3, batch_size=16, verbose=0, callbacks=[schedule])
+    second = make()
+    second.fit(X, Y, epochs=3, batch_size=16, verbose=0, callbacks=[schedule])
+    assert len(cache) == 1
+    assert int(second.optimizer.iterations) == int(first.optimizer.iterations) == 3 * 4
+    assert float(np.asarray(second.optimizer.learning_rate)) == pytest.approx(0.1 / 3)
+
+
 @pytest.mark.parametrize("change", ["architecture", "compile", "epochs", "data"])
 def test_any_change_retrains(cache, change: str) -> None:
     """Does changing the model, its compilation, the fit arguments or the data train again?"""

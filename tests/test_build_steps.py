@@ -109,3 +109,90 @@ def test_submission_zip_carries_models_and_drops_listed(tmp_path: Path) -> None:
         manifest = zf.read("artifacts/manifest.json").decode()
     assert "lab5_cnn.ipynb" in names and any(n.endswith(".keras") for n in names)
     assert '"model1"' not in manifest and '"model4"' in manifest
+
+
+# ------------------------------------------------------------------------ the student kit
+#: names whose presence in the student kit would give away a graded answer or a threshold
+GIVEAWAYS = ("thresholds.json", "threshold(", "reference_params", "reference_mults", "reference_memory",
+             "def cosine(", "nin_block_probed", "counter_probed", "accuracy_step", "ACCURACY_FLOORS",
+             "from convlab.checks", "import convlab.checks", "from convlab.grading", "import convlab.grading",
+             "from convlab import checks", "from convlab import grading", "parameterless_layer_types",
+             "trainable_split",
+             "batchnorm_param_counts", "pristine(", "BLOCKS", "NETWORKS", "SCHEDULE")
+
+
+def test_student_wheel_holds_only_what_the_notebook_runs(tmp_path: Path) -> None:
+    wheel = build.build_student_wheel(tmp_path / "dist", tmp_path / "work")
+    assert wheel.name == build.STUDENT_WHEEL != build.WHEEL
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        package = sorted(n.removeprefix("convlab/") for n in names if n.startswith("convlab/"))
+        assert package == sorted(build.STUDENT_MODULES)
+        assert all(n.startswith(("convlab/", "convlab-")) for n in names), names
+        for name in names:
+            text = archive.read(name).decode("utf-8", errors="replace")
+            found = [g for g in GIVEAWAYS if g in text]
+            assert not found, (name, found)
+
+
+def test_student_wheel_imports_alone(tmp_path: Path) -> None:
+    """The kit's package imports and sets up without the hidden modules (none are there)."""
+    import subprocess
+    import sys
+
+    wheel = build.build_student_wheel(tmp_path / "dist", tmp_path / "work")
+    with zipfile.ZipFile(wheel) as archive:
+        archive.extractall(tmp_path / "site")
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); import convlab, convlab.public, convlab.artifacts, "
+            "convlab.datasets; assert convlab.__file__.startswith(sys.argv[1]); "
+            "import importlib.util as u; assert u.find_spec('convlab.checks') is None; "
+            "assert u.find_spec('convlab.grading') is None; print('ok')")
+    result = subprocess.run([sys.executable, "-c", code, str(tmp_path / "site")], capture_output=True,
+                            text=True, cwd=tmp_path)
+    assert result.stdout.strip() == "ok", result.stderr
+
+
+@pytest.mark.parametrize("lab", build.discover(ROOT))
+def test_student_tests_are_public_and_use_only_the_kit(lab: str) -> None:
+    """``otter assign`` left no hidden test in student/<lab>/tests, and the public ones import
+    only ``convlab.public`` (the kit has no other checks)."""
+    folder = ROOT / "student" / lab / "tests"
+    files = sorted(folder.glob("*.py"))
+    assert files
+    for path in files:
+        text = path.read_text()
+        assert "hidden=True" not in text, path.name
+        assert "from convlab import checks" not in text and "convlab.checks" not in text, path.name
+
+
+@pytest.mark.parametrize("lab", build.discover(ROOT))
+def test_master_public_tests_use_only_the_kit(lab: str) -> None:
+    """In the master, every public test imports the public checks only; the template code
+    imports nothing hidden."""
+    nb = nbformat.read(ROOT / "assignments" / lab / f"{lab}.ipynb", as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type != "code":
+            continue
+        if "# BEGIN TEST CONFIG" in cell.source:
+            if "hidden: false" in cell.source:
+                assert "convlab.checks" not in cell.source and "from convlab import checks" not in cell.source
+        else:
+            hidden = ("convlab.checks", "convlab.grading")
+            assert not any(h in cell.source for h in hidden), cell.source[:80]
+
+
+def test_every_lab6_scenario_applies_to_the_master() -> None:
+    """Does each Lab 6 scenario apply cleanly to the master, with both sections present?"""
+    master = nbformat.read(ROOT / "assignments" / "lab6_nin" / "lab6_nin.ipynb", as_version=4)
+    scenarios = corpus.load(ROOT / "tests" / "fixtures" / "lab6_nin" / "scenarios.yml")
+    names = {s.name for s in scenarios}
+    right = {"block_comprehension", "cosine_numpy", "counters_differently", "confusion_float_counts",
+             "confusion_by_hand", "confusion_tf", "shapes_as_lists", "cosine_with_defaults"}
+    wrong = {"block_ignores_strides", "cosine_uses_globals", "forged_history", "ablation_untrained",
+             "ablation_unchanged", "mults_input_size", "memory_counts_input", "params_all_weights"}
+    assert right | wrong <= names
+    for scenario in scenarios:
+        if scenario.name in right:
+            assert not scenario.expected and not scenario.env, scenario.name
+        if scenario.base == "solution":
+            corpus.apply_edits(nbformat.from_dict(master), scenario.edits)

@@ -277,8 +277,16 @@ def restore(model: Any, key: str, directory: Path, x: Any) -> Any:
 
     if not model.built:
         model.build((None, *np.asarray(x).shape[1:]))
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and not getattr(optimizer, "built", True):
+        # so that the trained optimizer's state loads too: its step count and the learning rate
+        # the schedule left are the checks' evidence of training (a history can be forged)
+        try:
+            optimizer.build(model.trainable_variables)
+        except Exception:
+            pass
     with warnings.catch_warnings():
-        # the saved file holds the trained optimizer's state; the fresh optimizer has none yet
+        # a file whose optimizer state does not fit: the weights still load
         warnings.filterwarnings("ignore", message="Skipping variable loading for optimizer")
         model.load_weights(directory / f"{key}.keras")
     history = keras.callbacks.History()

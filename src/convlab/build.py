@@ -51,6 +51,13 @@ GRADING_REQUIREMENTS = [
     "pyyaml>=6.0",
 ]
 WHEEL = f"convlab-{convlab.__version__}-py3-none-any.whl"
+#: the student kit's wheel: the same ``convlab`` package, only what the notebook runs
+STUDENT_VERSION = f"{convlab.__version__}+student"
+STUDENT_WHEEL = f"convlab-{STUDENT_VERSION}-py3-none-any.whl"
+#: the modules of the student wheel: setup, offline data, the trained-model cache, public checks.
+#: Nothing that computes a graded answer or knows a threshold (checks/, grading/, thresholds.json,
+#: build, calibration, corpus, cli) ships to students; tests/test_build_steps.py proves it.
+STUDENT_MODULES = ("__init__.py", "datasets.py", "artifacts.py", "public.py")
 ZIP_DATE = (1980, 1, 1, 0, 0, 0)
 GENERATED = ("student", "autograder", "solutions")
 
@@ -91,6 +98,36 @@ def build_wheel(dest: Path) -> Path:
     subprocess.run([sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(dest)],
                    cwd=project_source(), check=True, capture_output=True)
     return dest / WHEEL
+
+
+STUDENT_PYPROJECT = """[build-system]
+requires = ["hatchling"]
+build-backend = "hatchling.build"
+
+[project]
+name = "convlab"
+version = "{version}"
+description = "convlab student kit: lab setup, offline datasets, the trained-model cache, public checks"
+requires-python = ">=3.11,<3.12"
+
+[tool.hatch.build.targets.wheel]
+packages = ["src/convlab"]
+"""
+
+
+def build_student_wheel(dest: Path, work: Path) -> Path:
+    """Build the student kit's wheel (:data:`STUDENT_MODULES` only) with hatchling."""
+    source = work / "student-wheel"
+    shutil.rmtree(source, ignore_errors=True)
+    package = source / "src" / "convlab"
+    package.mkdir(parents=True)
+    for module in STUDENT_MODULES:
+        shutil.copy(project_source() / "src" / "convlab" / module, package / module)
+    (source / "pyproject.toml").write_text(STUDENT_PYPROJECT.format(version=STUDENT_VERSION))
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "hatchling", "build", "-t", "wheel", "-d", str(dest)],
+                   cwd=source, check=True, capture_output=True)
+    return dest / STUDENT_WHEEL
 
 
 #: otter's English boilerplate and the Russian text students see instead.
@@ -212,7 +249,6 @@ STUDENT_README = """# {lab}
 def collect(lab: str, ctx: Context) -> None:
     """Write normalized ``student/<lab>`` and ``autograder/<lab>`` under ``ctx.out``."""
     dist = ctx.work / "dist" / lab
-    staged = ctx.work / "assignments" / lab
     for kind in ("student", "autograder"):
         target = ctx.out / kind / lab
         shutil.rmtree(target, ignore_errors=True)
@@ -224,9 +260,10 @@ def collect(lab: str, ctx: Context) -> None:
         raise BuildError(f"{lab}: expected one autograder zip, found {[z.name for z in zips]}")
     repack_zip(zips[0], ctx.out / "autograder" / lab / zip_name(lab))
     student = ctx.out / "student" / lab
-    shutil.copy(staged / WHEEL, student / WHEEL)
+    build_student_wheel(student, ctx.work)
     (student / "requirements.txt").write_text(
-        "\n".join(["otter-grader==7.0.0", "jupyterlab", *GRADING_REQUIREMENTS, f"./{WHEEL}"]) + "\n")
+        "\n".join(["otter-grader==7.0.0", "jupyterlab", *GRADING_REQUIREMENTS, f"./{STUDENT_WHEEL}"])
+        + "\n")
     (student / "README.md").write_text(STUDENT_README.format(lab=lab))
 
 

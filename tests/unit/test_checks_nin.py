@@ -51,44 +51,143 @@ def network(head=3, num_1x1=2, dense=False, softmax=False, logits=True, optimize
 # ------------------------------------------------------------------------------------ blocks
 
 
-def test_block_samples_pass_for_reference_blocks():
-    """Do the reference blocks pass on random configurations, with and without BatchNorm?"""
-    configs = nin_checks.random_block_configs(5, seed=1)
-    for batch_norm in (True, False):
-        samples = [keras.Sequential([keras.Input((16, 16, 3)), block(c["num_channels"], c["kernel_size"],
-                                                                     c["strides"], c["padding"], c["num_1x1"],
-                                                                     batch_norm)]) for c in configs]
-        checks.nin_block_samples(configs, samples)
+def nin_block(num_channels, kernel_size, strides, padding, num_1x1=2):
+    """The notebook's reference solution."""
+    return block(num_channels, kernel_size, strides, padding, num_1x1)
 
 
-def test_block_samples_missing_1x1_fails():
-    """Does a block with a fixed single 1x1 layer fail a configuration asking for two?"""
-    configs = [{"num_channels": 4, "kernel_size": 3, "strides": 1, "padding": "same", "num_1x1": n}
-               for n in (1, 2, 3)]
-    samples = [keras.Sequential([keras.Input((8, 8, 3)), block(4, num_1x1=1)]) for _ in configs]
-    with pytest.raises(CheckFailed, match=exactly(
-            "nin_block(num_channels=4, kernel_size=3, strides=1, padding='same', num_1x1=2): ожидалось слои "
-            "«Conv2D 4 3x3 same relu, Conv2D 4 1x1 relu, Conv2D 4 1x1 relu», получено "
-            "«Conv2D 4 3x3 same relu, Conv2D 4 1x1 relu».")):
-        checks.nin_block_samples(configs, samples)
+def through_export(name, fn):
+    """What the two-phase route hands the check: the exporter's record of ``fn`` on the probes,
+    encoded as the exporter writes it and decoded and restored as the scorer does."""
+    import json
+
+    from convlab.grading import exporter, probes, score
+
+    node = json.loads(json.dumps(exporter.encode(probes.record(name, fn), "/nonexistent")))
+    return probes.restore(name, score.decode(node, None, {}))
 
 
-def test_block_samples_ignoring_stride_fails():
-    configs = [{"num_channels": 5, "kernel_size": 5, "strides": 2, "padding": "valid", "num_1x1": 1},
-               {"num_channels": 3, "kernel_size": 3, "strides": 1, "padding": "same", "num_1x1": 1},
-               {"num_channels": 2, "kernel_size": 1, "strides": 1, "padding": "same", "num_1x1": 2}]
-    samples = [keras.Sequential([keras.Input((8, 8, 3)), block(c["num_channels"], c["kernel_size"], 1,
-                                                               c["padding"], c["num_1x1"])]) for c in configs]
-    with pytest.raises(CheckFailed, match="получено «Conv2D 5 5x5 valid relu"):
-        checks.nin_block_samples(configs, samples)
+def both_routes(check, name, fn, *args):
+    """The check's message (None when it passes) on the function itself and on its record."""
+    messages = []
+    for value in (fn, through_export(name, fn)):
+        try:
+            check(value, *args)
+        except CheckFailed as error:
+            messages.append(str(error))
+        else:
+            messages.append(None)
+    assert messages[0] == messages[1]
+    return messages[0]
 
 
-def test_block_samples_too_few_configs_fail():
-    config = {"num_channels": 4, "kernel_size": 3, "strides": 1, "padding": "same", "num_1x1": 2}
-    samples = [keras.Sequential([keras.Input((8, 8, 3)), block(4)])] * 3
-    with pytest.raises(CheckFailed, match=exactly("block_configs: ожидалось не менее 3 разных случайных "
-                                                  "конфигураций (random_block_configs()), получено 1.")):
-        checks.nin_block_samples([config] * 3, samples)
+def relu_layers_block(num_channels, kernel_size, strides, padding, num_1x1=2):
+    """Right but different: ReLU as separate layers, BatchNorm before them, tf-style layers."""
+    stack = [layers.Conv2D(num_channels, (kernel_size, kernel_size), strides=(strides, strides),
+                           padding=padding), layers.BatchNormalization(), layers.ReLU()]
+    for _ in range(num_1x1):
+        stack += [layers.Conv2D(num_channels, 1), layers.Activation("relu")]
+    return keras.Sequential(stack)
+
+
+def plain_block(num_channels, kernel_size, strides, padding, num_1x1=2):
+    """Right but different: no BatchNormalization, a list comprehension."""
+    return keras.Sequential(
+        [layers.Conv2D(num_channels, kernel_size, strides=strides, padding=padding, activation="relu")]
+        + [layers.Conv2D(num_channels, 1, activation="relu") for _ in range(num_1x1)])
+
+
+@pytest.mark.parametrize("fn", [nin_block, relu_layers_block, plain_block])
+def test_nin_block_probed_right_forms_pass(fn):
+    assert both_routes(checks.nin_block_probed, "nin_block", fn) is None
+
+
+@pytest.mark.parametrize(("fn", "message"), [
+    (lambda num_channels, kernel_size, strides, padding, num_1x1=2:
+     block(num_channels, kernel_size, 1, padding, num_1x1),
+     "nin_block(num_channels=6, kernel_size=5, strides=2, padding='valid', num_1x1=1) на входе (16, 16, 3): "
+     "ожидалось слои «Conv2D 6 5x5 valid stride 2 relu, Conv2D 6 1x1 relu», получено "
+     "«Conv2D 6 5x5 valid relu, Conv2D 6 1x1 relu»."),
+    (lambda num_channels, kernel_size, strides, padding, num_1x1=2:
+     block(num_channels, kernel_size, strides, "same", num_1x1),
+     "padding='valid', num_1x1=1) на входе (16, 16, 3): ожидалось слои «Conv2D 6 5x5 valid stride 2 relu"),
+    (lambda num_channels, kernel_size, strides, padding, num_1x1=2:
+     block(num_channels, kernel_size, strides, padding, 2),
+     "num_1x1=1) на входе (16, 16, 3): ожидалось слои «Conv2D 6 5x5 valid stride 2 relu, Conv2D 6 1x1 relu», "
+     "получено «Conv2D 6 5x5 valid stride 2 relu, Conv2D 6 1x1 relu, Conv2D 6 1x1 relu»."),
+    (lambda num_channels, kernel_size, strides, padding, num_1x1=2:
+     block(num_channels, kernel_size, strides, padding, 0),
+     "nin_block(num_channels=8, kernel_size=3, strides=1, padding='same', num_1x1=2) на входе (16, 16, 3): "
+     "ожидалось слои «Conv2D 8 3x3 same relu, Conv2D 8 1x1 relu, Conv2D 8 1x1 relu», получено "
+     "«Conv2D 8 3x3 same relu»."),
+    (lambda num_channels, kernel_size, strides, padding: block(num_channels, kernel_size, strides, padding),
+     "nin_block(num_channels=8, kernel_size=3, strides=1, padding='same', num_1x1=2) на входе (16, 16, 3): "
+     "ожидалось блок NiN (tf.keras.Sequential), получено ошибка TypeError:"),
+])
+def test_nin_block_probed_wrong_forms_fail(fn, message):
+    found = both_routes(checks.nin_block_probed, "nin_block", fn)
+    assert found is not None and message in found, found
+
+
+def test_block_probes_are_stratified():
+    """Every argument and kind the issue asks for is exercised by the grader's probes."""
+    from convlab.grading import probes
+
+    kinds = {(c["kernel_size"] > 1, c["padding"]) for c in probes.BLOCKS}
+    assert {(True, "same"), (True, "valid")} <= kinds
+    assert any(c["strides"] > 1 for c in probes.BLOCKS)
+    assert {c.get("num_1x1") for c in probes.BLOCKS} >= {1, 3, None}
+    assert {n["bn"] for n in probes.NETWORKS} == {True, False}
+    assert any("dense" in n["head"] for n in probes.NETWORKS)
+    strided_or_valid = [b for n in probes.NETWORKS for b in n["blocks"]
+                        if b[2] > 1 or (b[3] == "valid" and b[1] > 1)]
+    assert len(strided_or_valid) >= 3
+
+
+def test_probe_outcomes_are_the_same_on_every_grading():
+    """The probes are the grader's and fixed: three gradings record the same answers (and so
+    give the same scores), whoever wrote the notebook."""
+    from convlab.grading import probes
+
+    functions = {"nin_block": nin_block, "cosine_lr": cosine, "count_params": count_params,
+                 "count_mults": count_mults, "count_memory": count_memory}
+    for name, fn in functions.items():
+        first = probes.record(name, fn)
+        assert all(probes.record(name, fn) == first for _ in range(2)), name
+        assert all("ok" in outcome for outcome in first["results"]), (name, first)
+
+
+def test_exporter_snapshot_and_scorer_environment_carry_the_probes(tmp_path, monkeypatch):
+    """The two-phase hooks: the exporter writes a probed function as the manifest kind
+    ``probed``; the scorer gives the test a Recorded stand-in with the same outcomes."""
+    from convlab.grading import exporter, probes, score
+
+    state = {"needed": {"q8_counting": ["count_mults", "BATCH_SIZE"]}, "dir": str(tmp_path),
+             "snapshots": {}, "checked": [], "memo": {}}
+    monkeypatch.setattr(exporter, "_state", state)
+    exporter.snapshot("q8_counting", {"count_mults": count_mults, "BATCH_SIZE": 128})
+    manifest = (tmp_path / exporter.MANIFEST).read_text()
+    assert '"kind": "probed"' in manifest
+    export = score.load_snapshots(tmp_path)
+    env, problems = score._environment(export, "q8_counting", ["count_mults", "BATCH_SIZE"], "-")
+    export.close()
+    assert not problems and env["BATCH_SIZE"] == 128
+    assert isinstance(env["count_mults"], probes.Recorded)
+    assert probes.outcomes("mults", env["count_mults"]) == probes.outcomes("mults", count_mults)
+    checks.counter_probed(env["count_mults"], "mults")
+
+
+def test_recorded_answers_nothing_else_and_refuses_other_probes():
+    from convlab.grading import probes
+
+    recorded = through_export("cosine_lr", cosine)
+    with pytest.raises(TypeError, match="только на пробах оценщика"):
+        recorded(0, 1e-3, 0, 10)
+    forged = probes.Recorded("cosine_lr", "schedule", "0" * 16, recorded.results)
+    with pytest.raises(AssertionError, match="записаны не для проб оценщика"):
+        checks.cosine_probed(forged)
+    with pytest.raises(ValueError):
+        probes.restore("cosine_lr", {"kind": "schedule", "results": [{"ok": 1, "error": "x"}]})
 
 
 # ----------------------------------------------------------------------------------- network
@@ -156,16 +255,29 @@ def cosine(t, lr_0, lr_min, T):
     return lr_min + (lr_0 - lr_min) * (1 + math.cos(math.pi * t / T)) / 2
 
 
-def test_cosine_schedule_values_pass_and_seed_defect_fails():
-    points = nin_checks.random_schedule_points(6, seed=3)
-    checks.cosine_schedule_values(points, [cosine(*p) for p in points])
-    # the original: ignores lr_min, divides by 1.8
-    broken = [p[1] * (1 + math.cos(math.pi * p[0] / p[3])) / 1.8 for p in points]
-    t, lr_0, lr_min, T = points[0]
-    with pytest.raises(CheckFailed, match=exactly(
-            f"cosine_lr(epoch={t}, lr_0={lr_0:g}, lr_min={lr_min:g}, T={T}): "
-            f"ожидалось {cosine(*points[0]):.6g}")):
-        checks.cosine_schedule_values(points, broken)
+def numpy_cosine(epoch, lr_0, lr_min, T):
+    """Right but different: numpy, a float32 result, the other form of the formula."""
+    return np.float32(lr_min + 0.5 * (lr_0 - lr_min) * (1 + np.cos(epoch / T * np.pi)))
+
+
+@pytest.mark.parametrize("fn", [cosine, numpy_cosine])
+def test_cosine_probed_right_forms_pass(fn):
+    assert both_routes(checks.cosine_probed, "cosine_lr", fn) is None
+
+
+@pytest.mark.parametrize(("fn", "message"), [
+    (lambda t, lr_0, lr_min, T: lr_0 * (1 + math.cos(math.pi * t / T)) / 1.8,
+     f"cosine_lr(epoch=0, lr_0=0.01, lr_min=0, T=10): ожидалось {cosine(0, 1e-2, 0, 10):.6g}"),
+    (lambda t, lr_0, lr_min, T: cosine(t, 2e-3, 1e-5, 8),  # the notebook's globals
+     "cosine_lr(epoch=0, lr_0=0.01, lr_min=0, T=10): ожидалось 0.01, получено 0.002."),
+    (lambda t, lr_0, lr_min, T: cosine(t + 1, lr_0, lr_min, T),
+     "cosine_lr(epoch=0, lr_0=0.01, lr_min=0, T=10): ожидалось 0.01"),
+    (lambda t, lr_0, lr_min, T: cosine(t, lr_0, lr_min, T - 1) if T > 1 else lr_0,
+     "cosine_lr(epoch=10, lr_0=0.01, lr_min=0, T=10): ожидалось 0, получено ошибка"),
+])
+def test_cosine_probed_wrong_forms_fail(fn, message):
+    found = both_routes(checks.cosine_probed, "cosine_lr", fn)
+    assert found is not None and found.startswith(message[:40]), found
 
 
 def fit_with(schedule, epochs=3):
@@ -187,6 +299,99 @@ def test_schedule_attached_passes_and_detached_fails():
         checks.schedule_attached(fit_with(None), 1e-3, 1e-5, 3)
 
 
+class ForgedHistory:
+    """What a hostile notebook can set as ``model.history`` without training."""
+
+    def __init__(self, epochs, rates):
+        self.epoch = list(range(epochs))
+        self.history = {"learning_rate": rates, "accuracy": [0.9] * epochs}
+
+
+def test_forged_history_on_untrained_model_is_not_schedule_evidence(fake_datasets):
+    model = network()
+    model.history = ForgedHistory(3, [cosine(e, 1e-3, 1e-5, 3) for e in range(3)])
+    with pytest.raises(CheckFailed, match=exactly(
+            "nin: скорость обучения в оптимизаторе после обучения: ожидалось 0.0002575 (расписание "
+            "последней эпохи), получено 0.001.")):
+        checks.schedule_attached(model, 1e-3, 1e-5, 3)
+    with pytest.raises(CheckFailed, match=exactly("nin: шагов оптимизатора (optimizer.iterations): ожидал")):
+        checks.schedule_attached(model, 1e-3, 1e-5, 3, 8)
+
+
+def test_schedule_attached_fewer_epochs_than_asked_fails():
+    model = fit_with(lambda epoch: cosine(epoch, 1e-3, 1e-5, 3), epochs=2)
+    with pytest.raises(CheckFailed, match=exactly(
+            "nin: эпох со скоростью обучения в истории: ожидалось 3, получено 2.")):
+        checks.schedule_attached(model, 1e-3, 1e-5, 3)
+
+
+def with_steps(make_mapping_model, steps, shift=0):
+    """The synthetic mapping model (accuracy 0.8, or 0.2 with shift 1) after ``steps`` optimizer steps."""
+    model = make_mapping_model((6, 6, 3), shift)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(steps)
+    return model
+
+
+def test_a_step_counter_set_on_an_unbuilt_optimizer_is_not_training(fake_datasets, make_mapping_model):
+    from convlab import public
+
+    model = make_mapping_model((6, 6, 3))
+    model.compile(optimizer=keras.optimizers.AdamW(1e-3), loss="sparse_categorical_crossentropy")
+    model.optimizer.iterations.assign(6)
+    with pytest.raises(CheckFailed, match=exactly("получено 0 (модель не обучалась).")):
+        checks.nin_trained_as_prescribed(model, 2, 4)
+    with pytest.raises(CheckFailed, match="получено 0 "):
+        public.trained_steps(model, 2, 4, 12, "nin")
+
+
+def test_trained_as_prescribed(fake_datasets, make_mapping_model):
+    # synthetic CIFAR: 12 training images, batch 4 -> 3 steps per epoch
+    checks.nin_trained_as_prescribed(with_steps(make_mapping_model, 6), 2, 4)
+    with pytest.raises(CheckFailed, match=exactly(
+            "nin: шагов оптимизатора (optimizer.iterations): ожидалось 9 = 3 эпох × 3 пакетов по 4 из "
+            "12 обучающих изображений, получено 6.")):
+        checks.nin_trained_as_prescribed(with_steps(make_mapping_model, 6), 3, 4)
+    with pytest.raises(CheckFailed, match=exactly("получено 0 (модель не обучалась).")):
+        checks.nin_trained_as_prescribed(with_steps(make_mapping_model, 0), 2, 4)
+    with pytest.raises(CheckFailed, match=exactly(
+            "nin: точность на тестовой выборке: ожидалось не менее 0.30 у обученной сети (случайные веса "
+            "дают около 0.10), получено 0.2000.")):
+        checks.nin_trained_as_prescribed(with_steps(make_mapping_model, 6, shift=1), 2, 4)
+
+
+def test_public_trained_steps():
+    from convlab import public
+
+    model = fit_with(None, epochs=2)  # 8 images, batch 8: one step per epoch
+    public.trained_steps(model, 2, 8, 8, "nin")
+    with pytest.raises(CheckFailed, match=exactly("nin: шагов оптимизатора (обучение через fit): ожидалось "
+                                                  "3 = 3 эпох × 1 пакетов, получено 2.")):
+        public.trained_steps(model, 3, 8, 8, "nin")
+    model = network()
+    model.history = ForgedHistory(2, [1e-3, 1e-3])
+    with pytest.raises(CheckFailed, match="получено 0 \\(модель не обучалась"):
+        public.trained_steps(model, 2, 8, 8, "nin")
+
+
+@pytest.mark.parametrize(("accuracy", "passed"), [(0.80, 6), (0.75, 6), (0.70, 4), (0.61, 0), (0.20, 0)])
+def test_accuracy_steps_rise_linearly_from_floor_to_threshold(monkeypatch, accuracy, passed):
+    from convlab.checks import performance
+
+    monkeypatch.setattr(performance, "test_accuracy", lambda model, dataset: accuracy)
+    assert nin_checks.accuracy_floor("lab6_nin", "nin") < checks.threshold("lab6_nin", "nin")
+    model, count = network(), 0
+    for step in range(1, 7):
+        try:
+            checks.nin_accuracy_step(model, step, 6)
+        except CheckFailed as error:
+            assert f"ожидалось не менее {0.6 + step * 0.025:.3f}, получено {accuracy:.4f}" in str(error)
+        else:
+            count += 1
+    assert count == passed
+
+
 # -------------------------------------------------------------------------- confusion matrix
 
 
@@ -202,6 +407,12 @@ def test_confusion_matrix_of(fake_datasets, make_mapping_model):
         checks.confusion_matrix_of(cm.T, model, "cifar10")
     with pytest.raises(CheckFailed, match=exactly("confusion: сумма элементов: ожидалось 10 (размер")):
         checks.confusion_matrix_of(cm * 2, model, "cifar10")
+    # the same exact counts as floats are the matrix asked for; fractions are not
+    checks.confusion_matrix_of(cm.astype(np.float64), model, "cifar10")
+    checks.confusion_matrix_of(cm.astype(np.float32).tolist(), model, "cifar10")
+    with pytest.raises(CheckFailed, match=exactly(
+            "confusion: элементы: ожидалось целые числа примеров (не доли: матрица без нормировки)")):
+        checks.confusion_matrix_of(cm / cm.sum(axis=1, keepdims=True), model, "cifar10")
 
 
 def test_figure_shows_matrix():
@@ -235,23 +446,94 @@ def test_reference_counters_by_hand():
     assert nin_checks.reference_memory(model, 2) == 4 * (model.count_params() + 2 * (48 + 48 + 3))
 
 
-def test_counter_correct_passes_and_hard_coded_fails():
-    networks = nin_checks.random_networks(4, seed=5)
-    counts = [(nin_checks.reference_params(m), nin_checks.reference_mults(m),
-               nin_checks.reference_memory(m, 16)) for m in networks]
-    for quantity in ("params", "mults", "memory"):
-        checks.counter_correct(networks, counts, 16, quantity)
-    constant = [counts[0]] * len(counts)
-    with pytest.raises(CheckFailed, match=r"probe_counts, сеть №2 \(.*\), mults: ожидалось \d+, "
-                                          r"получено \d+\."):
-        checks.counter_correct(networks, constant, 16, "mults")
+def leaves(model):
+    out = []
+    for layer in model.layers:
+        out.extend(leaves(layer) if isinstance(layer, keras.Model) else [layer])
+    return out
 
 
-def test_counter_correct_same_network_repeated_fails():
-    networks = [nin_checks.random_networks(1, seed=7)[0]] * 3
-    with pytest.raises(CheckFailed, match=exactly(
-            "probe_networks: ожидалось не менее 3 разных сетей, получено 1.")):
-        checks.counter_correct(networks, [(0, 0, 0)] * 3, 16, "params")
+def count_params(model):
+    return sum(int(np.prod(w.shape)) for w in model.trainable_weights)
+
+
+def count_mults(model, use_input_size=False, ignore_strides=False):
+    total, shape = 0, (1, *model.inputs[0].shape[1:])
+    for layer in leaves(model):
+        out = layer.compute_output_shape(shape)
+        if isinstance(layer, layers.Conv2D):
+            kh, kw = layer.kernel_size
+            h, w = (shape[1], shape[2]) if use_input_size else (out[1], out[2])
+            if ignore_strides:
+                h, w = (shape[1] if layer.padding == "same" else shape[1] - kh + 1,
+                        shape[2] if layer.padding == "same" else shape[2] - kw + 1)
+            total += kh * kw * shape[-1] * layer.filters * h * w
+        elif isinstance(layer, layers.Dense):
+            total += shape[-1] * layer.units
+        shape = out
+    return int(total)
+
+
+def count_memory(model, batch_size, with_input=False):
+    activations, shape = 0, (1, *model.inputs[0].shape[1:])
+    if with_input:
+        activations += int(np.prod(shape[1:]))
+    for layer in leaves(model):
+        shape = layer.compute_output_shape(shape)
+        activations += int(np.prod(shape[1:]))
+    return 4 * (model.count_params() + batch_size * activations)
+
+
+def count_mults_by_calls(model):
+    """Right but different: shapes from running a zero image through each leaf layer, float result."""
+    x = np.zeros((1, *model.inputs[0].shape[1:]), dtype=np.float32)
+    total = 0.0
+    for layer in leaves(model):
+        y = layer(x)
+        if isinstance(layer, layers.Conv2D):
+            total += np.prod(layer.kernel.shape) * y.shape[1] * y.shape[2]
+        elif isinstance(layer, layers.Dense):
+            total += np.prod(layer.kernel.shape)
+        x = y
+    return float(total)
+
+
+def count_memory_from_weights(model, batch_size):
+    """Right but different: P from the weights list, np.int64 result."""
+    shape, values = (1, *model.inputs[0].shape[1:]), 0
+    for layer in leaves(model):
+        shape = layer.compute_output_shape(shape)
+        values += math.prod(shape[1:])
+    params = sum(int(np.prod(w.shape)) for w in model.weights)
+    return np.int64(4) * (params + batch_size * values)
+
+
+@pytest.mark.parametrize(("quantity", "fn"), [
+    ("params", count_params), ("params", lambda m: m.count_params() - sum(
+        int(np.prod(w.shape)) for w in m.non_trainable_weights)),
+    ("mults", count_mults), ("mults", count_mults_by_calls),
+    ("memory", count_memory), ("memory", count_memory_from_weights),
+])
+def test_counter_probed_right_forms_pass(quantity, fn):
+    name = {"params": "count_params", "mults": "count_mults", "memory": "count_memory"}[quantity]
+    assert both_routes(checks.counter_probed, name, fn, quantity) is None
+
+
+@pytest.mark.parametrize(("quantity", "fn", "message"), [
+    ("mults", lambda m: count_mults(m, use_input_size=True), r"count_mults, сеть №1 \(вход \(16, 16, 3\): "
+     r"Conv2D 8 3x3 same stride 2 relu, .*\): ожидалось \d+, получено \d+\."),
+    ("mults", lambda m: count_mults(m, ignore_strides=True), r"count_mults, сеть №1 .*ожидалось \d+"),
+    ("params", lambda m: m.count_params(), r"count_params, сеть №1 .*BatchNorm.*ожидалось \d+"),
+    ("memory", lambda m, b: count_memory(m, b, with_input=True),
+     r"count_memory, сеть №1 .*, batch_size=32: ожидалось \d+"),
+    ("memory", lambda m, b: count_memory(m, 128), r"count_memory, сеть №1 .*, batch_size=32: ожидалось"),
+    ("mults", lambda m: 16_834_560, r"count_mults, сеть №1 .*получено 16834560\."),
+    ("params", lambda m: None, r"count_params, сеть №1 .*получено ошибка TypeError: NoneType"),
+])
+def test_counter_probed_wrong_formulas_fail(quantity, fn, message):
+    name = {"params": "count_params", "mults": "count_mults", "memory": "count_memory"}[quantity]
+    found = both_routes(checks.counter_probed, name, fn, quantity)
+    assert found is not None and re.search(message, found), found
 
 
 # --------------------------------------------------------------------------- submitted model

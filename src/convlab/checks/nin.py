@@ -13,10 +13,14 @@ Counting conventions (stated in the lab notebook as well), for a linear stack of
   layer's output for one image (each layer of the nested blocks separately, the input not
   counted).
 
-Functions cannot be exported by the two-phase grader, so the lab's notebook applies the
-student's ``nin_block`` and counting functions to *random* configurations drawn by
-:func:`random_block_configs` and :func:`random_networks` (fresh ones at every run) and the
-checks compare the results with the reference: answers hard-coded for one network fail.
+The functions the student writes (``nin_block``, ``cosine_lr``, the counters) are checked on
+the grader's own probes (:mod:`convlab.grading.probes`: fixed, stratified, never in the student
+kit): under ``otter run`` the hidden test calls the function, under ``convlab grade`` the exporter
+records its answers on the same probes and the check reads them; both give the same outcomes.
+
+Facts about training come from the model, not from its history: the optimizer's step count
+against epochs × steps per epoch, the learning rate the schedule left in the optimizer, and the
+test accuracy the check computes itself (:func:`nin_trained_as_prescribed`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 
 from convlab.checks.base import CheckFailed, fail, require, show
 from convlab.checks.models import Op, _leaf_layers, _pair, layer_ops, need_model
+from convlab.public import figure_shows_matrix  # noqa: F401  (re-exported)
 
 #: float32
 BYTES_PER_VALUE = 4
@@ -79,60 +84,6 @@ def reference_memory(model: Any, batch_size: int) -> int:
     return int(BYTES_PER_VALUE * (model.count_params() + batch_size * activations))
 
 
-# --------------------------------------------------------------------------- random probes
-def random_block_configs(count: int = 4, seed: int | None = None) -> list[dict[str, Any]]:
-    """Random arguments for ``nin_block`` (a fresh draw when ``seed`` is None)."""
-    rng = np.random.default_rng(seed)
-    configs = []
-    for _ in range(count):
-        configs.append({
-            "num_channels": int(rng.integers(2, 17)),
-            "kernel_size": int(rng.choice([1, 3, 5])),
-            "strides": int(rng.integers(1, 3)),
-            "padding": str(rng.choice(["same", "valid"])),
-            "num_1x1": int(rng.integers(1, 4)),
-        })
-    return configs
-
-
-def random_networks(count: int = 4, seed: int | None = None) -> list[Any]:
-    """Small random NiN networks (random input size, widths, kernels, 1x1 counts, with or
-    without BatchNormalization) for checking the counting functions."""
-    import keras
-    from keras import layers
-
-    rng = np.random.default_rng(seed)
-    models = []
-    for _ in range(count):
-        side = int(rng.choice([8, 12, 16, 20]))
-        classes = int(rng.integers(3, 11))
-        batch_norm = bool(rng.integers(0, 2))
-        stack: list[Any] = [keras.Input((side, side, int(rng.choice([1, 3]))))]
-        for _ in range(int(rng.integers(2, 4))):
-            channels = int(rng.integers(2, 13))
-            stack.append(_block(channels, int(rng.choice([3, 5])), 1, "same", int(rng.integers(1, 3)),
-                                batch_norm))
-            stack.append(layers.MaxPooling2D(int(rng.choice([2, 3])), strides=2, padding="same"))
-        stack.append(layers.Dropout(0.5))
-        stack.append(_block(classes, 3, 1, "same", int(rng.integers(1, 3)), batch_norm))
-        stack.append(layers.GlobalAveragePooling2D())
-        models.append(keras.Sequential(stack))
-    return models
-
-
-def _block(channels: int, kernel: int, strides: int, padding: str, num_1x1: int,
-           batch_norm: bool) -> Any:
-    import keras
-    from keras import layers
-
-    stack = [layers.Conv2D(channels, kernel, strides=strides, padding=padding, activation="relu")]
-    for _ in range(num_1x1):
-        if batch_norm:
-            stack.append(layers.BatchNormalization())
-        stack.append(layers.Conv2D(channels, 1, activation="relu"))
-    return keras.Sequential(stack)
-
-
 # ----------------------------------------------------------------------------------- blocks
 def _describe_conv(op: Op) -> str:
     if op.kind == "Conv2D" and op.args[1] == "1x1":  # padding does not matter for 1x1
@@ -148,28 +99,40 @@ def _expected_block(config: dict[str, Any]) -> list[str]:
     return [_describe_conv(op) for op in (first, *ones)]
 
 
+def _expected_block_shape(config: dict[str, Any], side: tuple[int, ...]) -> list[int]:
+    k, s = int(config["kernel_size"]), int(config["strides"])
+    if config["padding"] == "same":
+        spatial = [math.ceil(d / s) for d in side[:2]]
+    else:
+        spatial = [(d - k) // s + 1 for d in side[:2]]
+    return [*spatial, int(config["num_channels"])]
+
+
 def _call_text(config: dict[str, Any]) -> str:
     return "nin_block(" + ", ".join(f"{k}={v!r}" for k, v in config.items()) + ")"
 
 
-def nin_block_samples(configs: Any, samples: Any, name: str = "block_samples") -> None:
-    """Each ``samples[i]`` (``nin_block(**configs[i])`` on an input) is a k×k convolution
-    followed by ``num_1x1`` 1×1 convolutions, ReLU after each, with the requested channels,
-    stride and padding (BatchNormalization between them allowed)."""
-    require(isinstance(configs, list) and isinstance(samples, list) and len(configs) == len(samples),
-            f"{name}", "список блоков, по одному на каждую конфигурацию block_configs",
-            show(samples) if not isinstance(samples, list) else f"{len(samples)} блоков")
-    distinct = {tuple(sorted(c.items())) for c in configs if isinstance(c, dict)}
-    require(len(distinct) >= 3, "block_configs", "не менее 3 разных случайных конфигураций "
-            "(random_block_configs())", f"{len(distinct)}")
-    for config, sample in zip(configs, samples, strict=True):
-        call = _call_text(config)
-        need_model(sample, f"{name}: {call}")
-        found = [_describe_conv(op) for op in layer_ops(sample) if op.kind not in _IGNORED]
+def nin_block_probed(nin_block: Any, name: str = "nin_block") -> None:
+    """``nin_block`` on the grader's probes (strides, both paddings, kernels 1/3/5, ``num_1x1``
+    1/2/3 and left at its default): a k×k convolution then ``num_1x1`` 1×1 convolutions, ReLU
+    after each, the requested channels, stride and padding (BatchNormalization allowed), and the
+    output shape that follows from them."""
+    from convlab.grading import probes
+
+    for config, outcome in zip(probes.BLOCKS, probes.outcomes("block", nin_block), strict=True):
+        call = _call_text(config) + f" на входе {probes.BLOCK_INPUT}"
+        if "error" in outcome:
+            raise fail(call, "блок NiN (tf.keras.Sequential)", f"ошибка {outcome['error']}")
+        described = outcome["ok"]
+        ops = [Op(kind, list(args), activation) for kind, args, activation in described["layers"]]
+        found = [_describe_conv(op) for op in ops if op.kind not in _IGNORED]
         expected = _expected_block(config)
         if found != expected:
             raise CheckFailed(f"{call}: ожидалось слои «{', '.join(expected)}», "
                               f"получено «{', '.join(found)}».")
+        shape = _expected_block_shape(config, probes.BLOCK_INPUT)
+        require(described["output_shape"] == shape, f"{call}: форма выхода", tuple(shape),
+                tuple(described["output_shape"]))
 
 
 # ---------------------------------------------------------------------------------- network
@@ -270,18 +233,6 @@ def cosine(t: float, lr_0: float, lr_min: float, T: float) -> float:
     return lr_min + (lr_0 - lr_min) * (1 + math.cos(math.pi * t / T)) / 2
 
 
-def random_schedule_points(count: int = 6, seed: int | None = None) -> list[tuple[int, float, float, int]]:
-    """Random ``(t, lr_0, lr_min, T)`` with ``0 <= t <= T`` (the ends included)."""
-    rng = np.random.default_rng(seed)
-    points = []
-    for number in range(count):
-        T = int(rng.integers(5, 60))
-        t = (0, T)[number] if number < 2 else int(rng.integers(1, T))
-        lr_0 = float(rng.choice([1e-2, 3e-3, 1e-3, 5e-4]))
-        points.append((t, lr_0, float(lr_0 * rng.choice([0, 0.01, 0.1])), T))
-    return points
-
-
 def _close(value: Any, expected: float) -> bool:
     try:
         number = float(value)
@@ -290,36 +241,124 @@ def _close(value: Any, expected: float) -> bool:
     return math.isfinite(number) and abs(number - expected) <= 1e-6 * max(abs(expected), 1e-8) + 1e-12
 
 
-def cosine_schedule_values(points: Any, values: Any, name: str = "cosine_lr") -> None:
-    """``values[i] == cosine(*points[i])`` for at least 4 distinct random points."""
-    require(isinstance(points, list | tuple) and len({tuple(p) for p in points}) >= 4, "schedule_points",
-            "не менее 4 разных точек (random_schedule_points())", show(points))
-    require(isinstance(values, list | tuple | np.ndarray) and len(values) == len(points), "schedule_values",
-            f"список из {len(points)} чисел", show(values))
-    for point, value in zip(points, values, strict=True):
+def cosine_probed(cosine_lr: Any, name: str = "cosine_lr") -> None:
+    """``cosine_lr(epoch, lr_0, lr_min, T) == cosine(...)`` on the grader's probes (both ends,
+    the middle, ``T`` and rates other than the lab's: a function that reads global variables
+    fails)."""
+    from convlab.grading import probes
+
+    for point, outcome in zip(probes.SCHEDULE, probes.outcomes("schedule", cosine_lr), strict=True):
         t, lr_0, lr_min, T = point
+        call = f"{name}(epoch={t}, lr_0={lr_0:g}, lr_min={lr_min:g}, T={T})"
         expected = cosine(t, lr_0, lr_min, T)
-        require(_close(value, expected), f"{name}(epoch={t}, lr_0={lr_0:g}, lr_min={lr_min:g}, T={T})",
-                f"{expected:.6g}", show(value))
+        if "error" in outcome:
+            raise fail(call, f"{expected:.6g}", f"ошибка {outcome['error']}")
+        require(_close(outcome["ok"], expected), call, f"{expected:.6g}", show(outcome["ok"]))
 
 
-def schedule_attached(model: Any, lr_0: Any, lr_min: Any, epochs: Any, name: str = "nin") -> None:
-    """Training logged the learning rate of every epoch (``LearningRateScheduler`` writes
-    ``learning_rate`` into the history) and it followed the cosine schedule of the notebook's
-    ``lr_0``, ``lr_min`` and ``T = epochs``."""
+#: test accuracy below which a CIFAR-10 model counts as untrained (chance is 0.10; the reference
+#: ablation reaches 0.54 after its 2nd of 3 epochs, the reference nin 0.49 after its 2nd of 8)
+MIN_TRAINED_ACCURACY = 0.3
+
+
+def _iterations(model: Any) -> int:
+    """Steps the optimizer made; 0 for an optimizer never built (a counter set by hand on it is
+    not training, and saving the model drops it)."""
+    optimizer = getattr(model, "optimizer", None)
+    built = optimizer is not None and bool(getattr(optimizer, "built", False))
+    counter = getattr(optimizer, "iterations", None) if built else None
+    try:
+        return int(np.asarray(counter)) if counter is not None else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def _learning_rate(model: Any) -> float | None:
+    optimizer = getattr(model, "optimizer", None)
+    try:
+        return float(np.asarray(optimizer.learning_rate))
+    except Exception:
+        return None
+
+
+def nin_trained_as_prescribed(model: Any, epochs: Any, batch_size: Any, dataset: str = "cifar10",
+                          name: str = "nin") -> None:
+    """Evidence of training that a forged ``model.history`` does not give: the optimizer made
+    ``epochs × ceil(N_train / batch_size)`` steps (the whole training split, ``epochs`` epochs,
+    that batch size), a history, if any, has as many epochs, and the check's own test accuracy
+    is far above chance (:data:`MIN_TRAINED_ACCURACY`)."""
+    from convlab.checks.data import train_size
+    from convlab.checks.performance import test_accuracy
+
     need_model(model, name)
+    steps = math.ceil(train_size(dataset) / int(batch_size))
+    expected = int(epochs) * steps
+    found = _iterations(model)
+    require(found == expected, f"{name}: шагов оптимизатора (optimizer.iterations)",
+            f"{expected} = {int(epochs)} эпох × {steps} пакетов по {int(batch_size)} из "
+            f"{train_size(dataset)} обучающих изображений",
+            f"{found}" + (" (модель не обучалась)" if found == 0 else ""))
+    history = getattr(model, "history", None)
+    logged = len(getattr(history, "epoch", None) or [])
+    require(logged in (0, int(epochs)), f"{name}: эпох в истории обучения", int(epochs), logged)
+    accuracy = test_accuracy(model, dataset)
+    require(accuracy >= MIN_TRAINED_ACCURACY, f"{name}: точность на тестовой выборке",
+            f"не менее {MIN_TRAINED_ACCURACY:.2f} у обученной сети (случайные веса дают около 0.10)",
+            f"{accuracy:.4f}")
+
+
+def schedule_attached(model: Any, lr_0: Any, lr_min: Any, epochs: Any, batch_size: Any = None,
+                      name: str = "nin") -> None:
+    """Training followed the cosine schedule of the notebook's ``lr_0``, ``lr_min`` and
+    ``T = epochs``: the history logged the rate of every epoch (``LearningRateScheduler``), and
+    the optimizer itself holds the rate of the last epoch; with ``batch_size``, the training
+    is also :func:`nin_trained_as_prescribed` (a history alone is not evidence)."""
+    need_model(model, name)
+    if batch_size is not None:
+        nin_trained_as_prescribed(model, epochs, batch_size, name=name)
     history = getattr(model, "history", None)
     logged = list((getattr(history, "history", None) or {}).get("learning_rate") or [])
     trained = len(getattr(history, "epoch", None) or [])
     require(bool(logged), f"{name}: скорость обучения в истории обучения",
             "значения learning_rate по эпохам (callbacks=[LearningRateScheduler(...)] в fit)",
             "их нет" if trained else "модель не обучалась")
+    require(len(logged) == int(epochs), f"{name}: эпох со скоростью обучения в истории",
+            int(epochs), len(logged))
     for epoch, value in enumerate(logged):
         expected = cosine(epoch, float(lr_0), float(lr_min), float(epochs))
         ok = value is not None and abs(float(value) - expected) <= 1e-5 * max(expected, 1e-8)
         require(ok, f"{name}: скорость обучения в эпохе {epoch + 1}",
                 f"{expected:.6g} (косинусный график, lr_0={float(lr_0):g}, lr_min={float(lr_min):g}, "
                 f"T={epochs})", show(value))
+    last = cosine(int(epochs) - 1, float(lr_0), float(lr_min), float(epochs))
+    current = _learning_rate(model)
+    ok = current is not None and abs(current - last) <= 1e-4 * max(last, 1e-8)
+    require(ok, f"{name}: скорость обучения в оптимизаторе после обучения",
+            f"{last:.6g} (расписание последней эпохи)", show(current))
+
+
+def accuracy_floor(lab: str, model: str) -> float:
+    """The accuracy from which the linear credit starts (:data:`ACCURACY_FLOORS`)."""
+    return float(ACCURACY_FLOORS[lab][model])
+
+
+#: the start of the linear accuracy credit (0 points at or below it; see docs/calibration.md)
+ACCURACY_FLOORS = {"lab6_nin": {"nin": 0.60}}
+
+
+def nin_accuracy_step(model: Any, step: int, steps: int, *, lab: str = "lab6_nin", key: str = "nin",
+                  dataset: str = "cifar10", name: str = "nin") -> None:
+    """Step ``step`` of ``steps`` of the linear accuracy credit: the test accuracy reaches
+    ``floor + step/steps · (threshold − floor)``; the last step is the calibrated threshold."""
+    from convlab.checks.base import threshold
+    from convlab.checks.performance import test_accuracy
+
+    need_model(model, name)
+    floor, top = accuracy_floor(lab, key), threshold(lab, key)
+    level = top if step >= steps else floor + step * (top - floor) / steps
+    accuracy = test_accuracy(model, dataset)
+    require(accuracy >= level - 1e-12, f"{name}: точность на тестовой выборке (ступень {step} из {steps}, "
+            f"от {floor:.2f} до {top:.2f})", f"не менее {level:.3f}", f"{accuracy:.4f}")
 
 
 # ------------------------------------------------------------------------- confusion matrix
@@ -335,11 +374,19 @@ def confusion_matrix_of(cm: Any, model: Any, dataset: str = "cifar10", name: str
     classes = int(max(y_test.max(), predicted.max())) + 1
     expected = np.zeros((classes, classes), dtype=np.int64)
     np.add.at(expected, (y_test, predicted), 1)
-    array = np.asarray(cm) if cm is not None else None
-    square = array is not None and array.shape == (classes, classes)
-    require(square and np.issubdtype(array.dtype, np.integer), f"{name}",
-            f"целочисленная матрица {classes}×{classes}", show(array))
+    try:
+        array = np.asarray(cm) if cm is not None else None
+    except Exception:
+        array = None
+    square = array is not None and array.shape == (classes, classes) and array.dtype.kind in "biuf"
+    require(square, f"{name}", f"матрица {classes}×{classes} из чисел примеров", show(array))
     assert array is not None
+    # exact counts in any numeric dtype (an int matrix, or the same counts as floats); a
+    # normalized matrix (fractions) is not the asked-for matrix of counts
+    exact = bool(np.all(np.isfinite(array))) and bool(np.all(array == np.round(array)))
+    require(exact and bool(np.all(array >= 0)), f"{name}: элементы",
+            "целые числа примеров (не доли: матрица без нормировки)", show(array))
+    array = np.round(array).astype(np.int64)
     total = len(y_test)
     require(int(array.sum()) == total, f"{name}: сумма элементов", f"{total} (размер тестовой выборки)",
             int(array.sum()))
@@ -355,24 +402,6 @@ def confusion_matrix_of(cm: Any, model: Any, dataset: str = "cifar10", name: str
     require(np.abs(array - expected).sum() <= slack, f"{name}: элементы",
             "матрица ошибок обученной модели nin на тестовой выборке",
             f"{int(np.abs(array - expected).sum())} расхождений")
-
-
-def figure_shows_matrix(fig: Any, cm: Any, name: str = "fig_cm") -> None:
-    """The figure draws the matrix ``cm`` as an image (``ConfusionMatrixDisplay.plot`` or
-    ``imshow``)."""
-    from matplotlib.figure import Figure
-
-    if not isinstance(fig, Figure):
-        raise fail(name, "фигура matplotlib с матрицей ошибок",
-                   show(fig) if fig is None else type(fig).__name__)
-    target = np.asarray(cm, dtype=np.float64) if cm is not None else None
-    for ax in fig.axes:
-        for image in ax.images:
-            drawn = np.asarray(image.get_array(), dtype=np.float64)
-            if target is not None and drawn.shape == target.shape and np.allclose(drawn, target):
-                return
-    raise fail(f"{name}: изображение", "матрица ошибок confusion (imshow / ConfusionMatrixDisplay)",
-               "на фигуре её нет")
 
 
 # ------------------------------------------------------------------------------- answers
@@ -394,42 +423,34 @@ def layer_output_shapes(shapes: Any, model: Any, input_shape: tuple[int, ...] = 
         require(tuple(int(d) for d in got) == want, f"{name}, слой №{number} ({kind})", want, got)
 
 
-def counts_on_networks(networks: Any, counts: Any, batch_size: int,
-                       name: str = "probe_counts") -> dict[str, str]:
-    """Compare ``counts[i] = (params, mults, memory)`` of ``networks[i]`` with the references.
-
-    Returns the first failure message per quantity (``params``, ``mults``, ``memory``); raises
-    only when the probes themselves are unusable."""
-    require(isinstance(networks, list) and len(networks) >= 3, "probe_networks",
-            "не менее 3 случайных сетей (random_networks())", show(networks))
-    require(isinstance(counts, list | tuple) and len(counts) == len(networks), name,
-            f"список из {len(networks)} троек (параметры, умножения, память)", show(counts))
-    for model in networks:
-        need_model(model, "probe_networks")
-    signatures = {(tuple(model.inputs[0].shape), tuple(op.describe() for op in layer_ops(model)))
-                  for model in networks}
-    require(len(signatures) >= 3, "probe_networks", "не менее 3 разных сетей", len(signatures))
-    failures: dict[str, str] = {}
-    for number, (model, triple) in enumerate(zip(networks, counts, strict=True), start=1):
-        values = list(triple) if isinstance(triple, list | tuple) else [None] * 3
-        references = {"params": reference_params(model), "mults": reference_mults(model),
-                      "memory": reference_memory(model, batch_size)}
-        for index, (key, expected) in enumerate(references.items()):
-            value = values[index] if index < len(values) else None
-            if key not in failures and value != expected:
-                layers = ", ".join(op.describe() for op in layer_ops(model))
-                failures[key] = (f"{name}, сеть №{number} ({layers}), {key}: ожидалось {expected}, "
-                                 f"получено {show(value)}.")
-    return failures
+_QUANTITIES = {"params": "count_params(model)", "mults": "count_mults(model)",
+               "memory": "count_memory(model, batch_size)"}
 
 
-def counter_correct(networks: Any, counts: Any, batch_size: int, quantity: str,
-                    name: str = "probe_counts") -> None:
+def _network_text(model: Any, spec: dict[str, Any]) -> str:
+    layers = ", ".join(op.describe() for op in layer_ops(model))
+    return f"вход {tuple(spec['input'])}: {layers}"
+
+
+def counter_probed(function: Any, quantity: str, name: str | None = None) -> None:
     """One counting function (``params``, ``mults`` or ``memory``) agrees with the reference
-    on every random network."""
-    message = counts_on_networks(networks, counts, batch_size, name).get(quantity)
-    if message:
-        raise CheckFailed(message)
+    on every probe network of the grader (strided and ``valid`` convolutions, with and without
+    BatchNormalization, nested blocks and flat layers, Flatten + Dense heads)."""
+    from convlab.grading import probes
+
+    reference = {"params": lambda m, _: reference_params(m), "mults": lambda m, _: reference_mults(m),
+                 "memory": reference_memory}[quantity]
+    label = name or _QUANTITIES[quantity].split("(")[0]
+    results = probes.outcomes(quantity, function)
+    for index, (spec, outcome) in enumerate(zip(probes.NETWORKS, results, strict=True)):
+        model = probes.build_network(spec, index)
+        expected = int(reference(model, spec["batch"]))
+        where = f"{label}, сеть №{index + 1} ({_network_text(model, spec)})"
+        if quantity == "memory":
+            where += f", batch_size={spec['batch']}"
+        if "error" in outcome:
+            raise fail(where, expected, f"ошибка {outcome['error']}")
+        require(outcome["ok"] == expected, where, expected, show(outcome["ok"]))
 
 
 # --------------------------------------------------------------------------- submitted model
@@ -453,10 +474,9 @@ def submitted_model(model: Any, name: str = "nin", max_megabytes: float | None =
             f"{size:.1f} МБ — уменьшите число фильтров")
     history = getattr(model, "history", None)
     epochs = len(getattr(history, "epoch", None) or [])
-    optimizer = getattr(model, "optimizer", None)
-    counter = getattr(optimizer, "iterations", None) if optimizer is not None else None
-    iterations = int(np.asarray(counter)) if counter is not None else 0
-    require(epochs > 0 or iterations > 0, f"{name}: обученные веса",
+    iterations = _iterations(model)
+    del epochs  # a history is not evidence of training (it can be forged): the optimizer's steps are
+    require(iterations > 0, f"{name}: обученные веса",
             "файл обученной модели в artifacts/ (архив из последней ячейки блокнота)",
             "модель не обучена: файла нет в архиве или он не соответствует архитектуре и "
             "параметрам обучения в блокноте (при оценивании модель не обучается заново)")

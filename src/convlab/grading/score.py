@@ -39,7 +39,7 @@ from typing import Any
 from otter.test_files.abstract_test import TestCaseResult
 from otter.test_files.exception_test import ExceptionTestFile
 
-from convlab.grading import model_policy
+from convlab.grading import model_policy, probes
 
 MAX_JSON = 64 << 20
 MAX_ARRAY = 3 << 29  #: 1.5 GiB: one array, by its header (CIFAR-10 train set as float64 fits)
@@ -375,6 +375,11 @@ def _environment(export: Export | None, question: str, names: list[str], fallbac
                         observe(question, name, env[name])
         elif kind == "unexportable" and isinstance(entry.get("why"), str):
             problems[name] = f"модель не принимается на проверку: {entry['why'][:400]}"
+        elif kind == "probed":  # a function's answers on the grader's probes (grading.probes)
+            try:
+                env[name] = probes.restore(name, decode(entry.get("value"), export, cache))
+            except Exception as error:
+                problems[name] = f"ответы функции не загружаются ({type(error).__name__})"
         elif kind == "unexportable":
             problems[name] = f"значение типа {str(entry.get('type'))[:200]} не является данными"
         else:
