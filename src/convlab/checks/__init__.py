@@ -1,7 +1,9 @@
 """The checks vocabulary of the hidden and public tests.
 
-Every check raises :class:`CheckFailed` (an ``AssertionError``) whose message, in Russian for
-students, says what was expected and what was found. Tests read like sentences::
+The format checks of :mod:`convlab.public` (the only checks in the student kit) are re-exported
+here, so hidden tests keep writing ``checks.is_integer(...)``. Every check raises
+:class:`CheckFailed` (an ``AssertionError``) whose message, in Russian for students, says what
+was expected and what was found. Tests read like sentences::
 
     checks.layer_sequence(model4, ["Conv2D 32 3x3 same relu", "MaxPool 2", ...])
     checks.accuracy_at_least(model4, "cifar10", checks.threshold("lab5_cnn", "model4"))
@@ -10,17 +12,10 @@ students, says what was expected and what was found. Tests read like sentences::
 from convlab.checks.answers import (
     answer_close,
     answer_equals,
-    is_fraction,
-    is_integer,
-    is_integer_list,
-    is_label_vector,
-    is_shape,
-    is_string_list,
     same_names,
 )
-from convlab.checks.base import CheckFailed, threshold
+from convlab.checks.base import threshold
 from convlab.checks.data import (
-    image_format,
     image_shape,
     pristine,
     scaled_like_raw,
@@ -28,7 +23,6 @@ from convlab.checks.data import (
 )
 from convlab.checks.figures import (
     feature_map_grid,
-    image_grid,
     shows_training_images,
     train_image,
 )
@@ -65,6 +59,20 @@ from convlab.checks.performance import (
     predicted_labels,
     test_accuracy,
 )
+from convlab.public import (
+    CheckFailed,
+    fail,
+    image_format,
+    image_grid,
+    is_fraction,
+    is_integer,
+    is_integer_list,
+    is_label_vector,
+    is_shape,
+    is_string_list,
+    require,
+    show,
+)
 
 __all__ = [
     "CheckFailed",
@@ -81,6 +89,7 @@ __all__ = [
     "counter_correct",
     "describe_layers",
     "dropout_after_dense",
+    "fail",
     "feature_map_grid",
     "figure_shows_matrix",
     "image_format",
@@ -104,9 +113,11 @@ __all__ = [
     "parameterless_layer_types",
     "predicted_labels",
     "pristine",
+    "require",
     "same_names",
     "scaled_like_raw",
     "schedule_attached",
+    "show",
     "shows_training_images",
     "submitted_model",
     "test_accuracy",

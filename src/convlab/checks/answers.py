@@ -8,50 +8,20 @@ from typing import Any
 
 import numpy as np
 
-from convlab.checks.base import fail, require, show
+from convlab.public import (
+    fail,
+    is_fraction,
+    is_integer,
+    is_integer_list,
+    is_label_vector,
+    is_shape,
+    is_string_list,
+    require,
+    show,
+)
 
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
-
-
-def is_integer(value: Any, name: str) -> None:
-    """``value`` is a whole number."""
-    require(_is_int(value), f"{name}: тип ответа", "целое число", show(value))
-
-
-def is_fraction(value: Any, name: str) -> None:
-    """``value`` is a number in [0, 1] (an accuracy as a fraction, not percent)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= 1
-    require(ok, f"{name}: ответ", "число от 0 до 1 (доля, не проценты)", show(value))
-
-
-def is_integer_list(value: Any, name: str) -> None:
-    """``value`` is a list or tuple of whole numbers."""
-    ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(_is_int(v) for v in value)
-    require(ok, f"{name}: тип ответа", "непустой список целых чисел", show(value))
-
-
-def is_string_list(value: Any, name: str) -> None:
-    """``value`` is a non-empty list, tuple or set of strings."""
-    ok = (isinstance(value, (list, tuple, set, frozenset)) and len(value) > 0
-          and all(isinstance(v, str) for v in value))
-    require(ok, f"{name}: тип ответа", "непустой список (или множество) строк", show(value))
-
-
-def is_shape(value: Any, name: str) -> None:
-    """``value`` is a tuple or list of positive whole numbers."""
-    ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
-        _is_int(v) and v > 0 for v in value)
-    require(ok, f"{name}: тип ответа", "кортеж положительных целых чисел", show(value))
-
-
-def is_label_vector(value: Any, name: str) -> None:
-    """``value`` is a one-dimensional integer array of class numbers."""
-    array = np.asarray(value) if value is not None else None
-    ok = array is not None and array.ndim == 1 and np.issubdtype(array.dtype, np.integer)
-    require(ok, f"{name}: тип ответа", "одномерный массив целых номеров классов",
-            show(array if array is not None else None))
+__all__ = ["answer_close", "answer_equals", "is_fraction", "is_integer", "is_integer_list",
+           "is_label_vector", "is_shape", "is_string_list", "same_names"]
 
 
 def answer_equals(value: Any, expected: Any, name: str) -> None:

@@ -1,43 +1,15 @@
-"""Shared pieces of the checks: the failure type, value formatting, calibrated thresholds."""
+"""Shared pieces of the checks: the calibrated thresholds; the failure type and value formatting
+live in :mod:`convlab.public` (re-exported here)."""
 
 from __future__ import annotations
 
 import json
 from functools import cache
 from importlib import resources
-from typing import Any
 
-import numpy as np
+from convlab.public import CheckFailed, fail, require, show
 
-
-class CheckFailed(AssertionError):
-    """A check did not pass; the message (Russian) says what was expected and what was found."""
-
-
-def fail(what: str, expected: Any, found: Any) -> CheckFailed:
-    """Build the standard message: ``<what>: ожидалось <expected>, получено <found>``."""
-    return CheckFailed(f"{what}: ожидалось {expected}, получено {found}.")
-
-
-def require(condition: bool, what: str, expected: Any, found: Any) -> None:
-    """Raise :func:`fail` unless ``condition``."""
-    if not condition:
-        raise fail(what, expected, found)
-
-
-def show(value: Any) -> str:
-    """A short human-readable rendering of a value for messages."""
-    if isinstance(value, np.ndarray):
-        return f"массив {value.dtype} формы {tuple(value.shape)}"
-    if isinstance(value, (float, np.floating)):
-        number = float(value)
-        return f"{number:.1f}" if number.is_integer() else f"{number:.4g}"
-    if isinstance(value, (set, frozenset)):
-        return "{" + ", ".join(sorted(map(repr, value))) + "}"
-    if value is None:
-        return "None (переменная не задана)"
-    text = repr(value)
-    return text if len(text) <= 120 else text[:117] + "..."
+__all__ = ["CheckFailed", "fail", "require", "show", "threshold"]
 
 
 @cache

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from convlab.checks.base import fail, require, show
+from convlab.public import fail, image_format, require, show
 
 
 @cache
@@ -40,17 +40,6 @@ def train_size(dataset: str) -> int:
 def image_shape(dataset: str) -> tuple[int, ...]:
     """Shape of one prepared image (with its channel axis)."""
     return tuple(pristine(dataset)[0].shape[1:])
-
-
-def image_format(x: Any, name: str, image_shape: tuple[int, ...]) -> None:
-    """``x`` is a float32 array of images of ``image_shape`` (public: no data needed)."""
-    require(isinstance(x, np.ndarray), f"{name}: тип", "numpy.ndarray", type(x).__name__)
-    require(x.dtype == np.float32, f"{name}: тип элементов", "float32", x.dtype)
-    require(x.ndim == len(image_shape) + 1 and tuple(x.shape[1:]) == tuple(image_shape),
-            f"{name}: размерность", f"(N, {', '.join(map(str, image_shape))})", tuple(x.shape))
-    low, high = float(x.min()), float(x.max())
-    require(low >= 0 and high <= 1, f"{name}: диапазон значений", "отрезок [0, 1]",
-            f"[{low:.4g}, {high:.4g}]")
 
 
 def _compare_split(x: Any, raw: np.ndarray, name: str, chunk: int = 4096) -> None:

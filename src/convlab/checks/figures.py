@@ -6,33 +6,14 @@ from typing import Any
 
 import numpy as np
 
-from convlab.checks.base import CheckFailed, fail, require, show
 from convlab.checks.data import _prepare, _raw
 from convlab.checks.models import _leaf_layers, need_model
-
-
-def _image_axes(fig: Any, name: str) -> list[Any]:
-    from matplotlib.figure import Figure
-
-    if not isinstance(fig, Figure):
-        raise fail(name, "фигура matplotlib (fig, axes = plt.subplots(...))",
-                   show(fig) if fig is None else type(fig).__name__)
-    return [ax for ax in fig.axes if ax.images]
+from convlab.public import CheckFailed, fail, require
+from convlab.public import image_axes as _image_axes
 
 
 def _drawn(ax: Any) -> np.ndarray:
     return np.asarray(ax.images[-1].get_array(), dtype=np.float64)
-
-
-def image_grid(fig: Any, rows: int, cols: int, name: str = "fig") -> None:
-    """The figure is a ``rows`` x ``cols`` grid with an image in every panel."""
-    panels = _image_axes(fig, name)
-    require(len(panels) == rows * cols, f"{name}: число панелей с изображениями", rows * cols,
-            len(panels))
-    spec = panels[0].get_subplotspec()
-    geometry = spec.get_geometry()[:2] if spec is not None else None
-    require(geometry == (rows, cols), f"{name}: сетка панелей", f"{rows}×{cols}",
-            "×".join(map(str, geometry)) if geometry else "панели вне сетки")
 
 
 def _first_conv_maps(model: Any, image: Any) -> np.ndarray | None:
