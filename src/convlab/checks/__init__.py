@@ -14,7 +14,7 @@ from convlab.checks.answers import (
     answer_equals,
     same_names,
 )
-from convlab.checks.base import threshold
+from convlab.checks.base import floor, threshold
 from convlab.checks.data import (
     image_shape,
     pristine,
@@ -23,7 +23,7 @@ from convlab.checks.data import (
 )
 from convlab.checks.figures import (
     feature_map_grid,
-    shows_training_images,
+    shows_dataset_images,
     train_image,
 )
 from convlab.checks.models import (
@@ -34,9 +34,12 @@ from convlab.checks.models import (
     dropout_after_dense,
     is_trained,
     layer_sequence,
+    optimizer_steps,
     output_layer,
     parameterless_layer_types,
     trainable_split,
+    trained_as_prescribed,
+    weights_moved,
 )
 from convlab.checks.nin import (
     adamw_weight_decay,
@@ -54,14 +57,18 @@ from convlab.checks.nin import (
 )
 from convlab.checks.performance import (
     accuracy_at_least,
+    accuracy_step,
     argmax_labels,
+    fitted_on_training_split,
     more_accurate,
     predicted_labels,
     test_accuracy,
+    train_accuracy,
 )
 from convlab.public import (
     CheckFailed,
     fail,
+    image_count,
     image_format,
     image_grid,
     is_fraction,
@@ -77,6 +84,7 @@ from convlab.public import (
 __all__ = [
     "CheckFailed",
     "accuracy_at_least",
+    "accuracy_step",
     "adamw_weight_decay",
     "answer_close",
     "answer_equals",
@@ -92,6 +100,9 @@ __all__ = [
     "fail",
     "feature_map_grid",
     "figure_shows_matrix",
+    "fitted_on_training_split",
+    "floor",
+    "image_count",
     "image_format",
     "image_grid",
     "image_shape",
@@ -108,6 +119,7 @@ __all__ = [
     "more_accurate",
     "nin_block_samples",
     "nin_network",
+    "optimizer_steps",
     "output_layer",
     "outputs_match_loss",
     "parameterless_layer_types",
@@ -118,11 +130,14 @@ __all__ = [
     "scaled_like_raw",
     "schedule_attached",
     "show",
-    "shows_training_images",
+    "shows_dataset_images",
     "submitted_model",
     "test_accuracy",
     "threshold",
+    "train_accuracy",
     "train_image",
     "train_size",
     "trainable_split",
+    "trained_as_prescribed",
+    "weights_moved",
 ]

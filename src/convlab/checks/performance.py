@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from convlab import artifacts
+from convlab.checks import data as _data
 from convlab.checks.base import fail, require, show
 from convlab.checks.data import pristine
 from convlab.checks.models import need_model
@@ -49,6 +50,57 @@ def accuracy_at_least(model: Any, dataset: str, minimum: float, name: str = "м�
     accuracy = test_accuracy(model, dataset)
     require(accuracy >= minimum, f"{name}: точность на тестовой выборке",
             f"не менее {minimum:.2f}", f"{accuracy:.4f}")
+
+
+def accuracy_step(model: Any, dataset: str, *, floor: float, threshold: float, step: int,
+                  steps: int, name: str = "модель") -> None:
+    """Step ``step`` of ``steps`` of the linear accuracy credit: the test accuracy reaches
+    ``floor + (threshold - floor) * step / steps``, and the model was fitted on the training
+    split (:func:`fitted_on_training_split`: accuracy on the data it trained on earns nothing).
+    One test case per step, all-or-nothing each, so otter's per-case scoring gives credit that
+    rises linearly from ``floor`` (none) to ``threshold`` (full)."""
+    need_model(model, name)
+    fitted_on_training_split(model, dataset, name)
+    level = floor + (threshold - floor) * step / steps
+    accuracy = test_accuracy(model, dataset)
+    require(accuracy >= level - 1e-9,
+            f"{name}: точность на тестовой выборке (ступень {step} из {steps}; баллы растут "
+            f"линейно от {floor:.2f} до {threshold:.2f})", f"не менее {level:.4f}",
+            f"{accuracy:.4f}")
+
+
+#: training images the grader evaluates a model on (the first ones of a fresh load)
+TRAIN_PROBE = 10000
+
+
+def train_accuracy(model: Any, dataset: str) -> float:
+    """Accuracy on the first :data:`TRAIN_PROBE` images of a fresh load of the training split."""
+    (x_train, y_train), _ = _data._raw(dataset)
+    key = (artifacts.weights_digest(model), dataset + ":train")
+    try:
+        known = _cache.setdefault(model, {})
+    except TypeError:
+        known = {}
+    if key not in known:
+        x = _data._prepare(x_train[:TRAIN_PROBE])
+        scores = np.asarray(artifacts.original("predict")(model, x, batch_size=1000, verbose=0))
+        if scores.ndim != 2 or scores.shape[0] != len(x):
+            raise fail("выход модели", "массив (N, число классов)", show(scores))
+        known[key] = np.argmax(scores, axis=1)
+    return float(np.mean(known[key] == np.asarray(y_train[:TRAIN_PROBE]).reshape(-1)))
+
+
+def fitted_on_training_split(model: Any, dataset: str, name: str = "модель",
+                             margin: float = 0.05) -> None:
+    """The grader's own evaluation says the model learned from the training split: its
+    accuracy on training images is not far below its test accuracy (a model fitted on the
+    test split knows the test images much better than the training ones)."""
+    need_model(model, name)
+    on_test, on_train = test_accuracy(model, dataset), train_accuracy(model, dataset)
+    require(on_train >= on_test - margin, f"{name}: обучение на обучающей выборке",
+            f"точность на обучающих изображениях не ниже точности на тестовых ({on_test:.4f}) "
+            f"более чем на {margin:g}",
+            f"{on_train:.4f} (модель обучалась на тестовой выборке?)")
 
 
 def more_accurate(model: Any, baseline: Any, dataset: str, name: str, baseline_name: str) -> None:
