@@ -23,7 +23,7 @@ MAX_MAPS = 16
 AFFINE_CORRELATION = 0.999
 RANK_CORRELATION = 0.99
 #: shortlist threshold of the search over the dataset (correlation with one drawn panel)
-SEARCH_CORRELATION = 0.95
+SEARCH_CORRELATION = 0.9
 
 
 def _first_conv(model: Any, name: str) -> Any:
@@ -107,32 +107,72 @@ def _panels_show_channels(panels: list[Any], maps: np.ndarray, name: str) -> Non
             f"{wanted} различных каналов", f"{len(seen)} различных")
 
 
+def _sampled_maps(conv: Any, pool: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """Pre-activation outputs of ``conv`` (stride 1, no dilation) at the map positions
+    (``rows``, ``cols``) for every image of ``pool``: an (N, positions, filters) array, computed
+    from the input windows alone (cheap: no full convolution of the dataset)."""
+    kh, kw = (int(v) for v in conv.kernel_size)
+    if conv.padding == "same":
+        top, left = (kh - 1) // 2, (kw - 1) // 2
+        pad = [(0, 0), (top, kh - 1 - top), (left, kw - 1 - left)] + [(0, 0)] * (pool.ndim - 3)
+        pool = np.pad(pool, pad)
+    di, dj = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
+    windows = pool[:, rows[:, None, None] + di, cols[:, None, None] + dj, ...]
+    if windows.dtype == np.uint8:  # raw pixels: prepare only the windows (as _prepare does)
+        windows = (windows / 255).astype(np.float32)
+    kernel = np.asarray(conv.kernel, dtype=np.float32)
+    out = windows.reshape(len(pool), len(rows), -1) @ kernel.reshape(-1, kernel.shape[-1])
+    if conv.use_bias:
+        out += np.asarray(conv.bias, dtype=np.float32)
+    return out
+
+
 def _shortlist(conv: Any, panel: np.ndarray, pool: np.ndarray, limit: int = 8,
-               chunk: int = 2000) -> list[np.ndarray]:
-    """Images of ``pool`` (prepared, a batch) of which some channel of the first convolution
-    correlates with the drawn ``panel`` (best first)."""
-    target = panel.reshape(-1).astype(np.float64)
-    target = (target - target.mean()) / target.std()
+               chunk: int = 5000, positions: int = 64) -> list[int]:
+    """Indices of the images of ``pool`` (raw pixels of a split) of which some channel of the
+    first convolution (before or after its activation) correlates with the drawn ``panel`` at a
+    fixed sample of positions (best first). Only for stride-1, undilated, channels-last
+    convolutions."""
+    if (tuple(conv.strides) != (1, 1) or tuple(conv.dilation_rate) != (1, 1)
+            or conv.data_format != "channels_last"):
+        return []
+    kh, kw = (int(v) for v in conv.kernel_size)
+    height, width = pool.shape[1:3]
+    expected = (height, width) if conv.padding == "same" else (height - kh + 1, width - kw + 1)
+    if panel.shape != expected:
+        return []
+    rng = np.random.default_rng(0)  # the grader's own, fixed sample of positions
+    flat = panel.reshape(-1)
+    varied = np.flatnonzero(flat != np.median(flat))
+    picks = np.concatenate([rng.choice(varied, min(len(varied), positions // 2), replace=False),
+                            rng.choice(flat.size, positions // 2, replace=False)])
+    picks = np.unique(picks)
+    rows, cols = np.divmod(picks, panel.shape[1])
+    target = flat[picks].astype(np.float32)
+    if np.ptp(target) == 0:
+        return []
+    target = (target - target.mean()) / np.sqrt(((target - target.mean()) ** 2).sum())
+    activation = getattr(conv, "activation", None)
     found: list[tuple[float, int]] = []
     for start in range(0, len(pool), chunk):
-        batch = pool[start : start + chunk]
-        for maps in _map_variants(conv, batch):
-            if maps.shape[1:3] != panel.shape:
-                return []
-            flat = maps.reshape(len(batch), -1, maps.shape[-1]).astype(np.float64)
-            flat -= flat.mean(axis=1, keepdims=True)
-            spread = np.sqrt((flat * flat).sum(axis=1))  # (n, channels)
-            score = np.einsum("npc,p->nc", flat, target) / np.maximum(spread, 1e-12)
-            score /= np.sqrt(len(target))
-            best = score.max(axis=1)
-            for index in np.flatnonzero(best >= SEARCH_CORRELATION):
-                found.append((float(best[index]), start + int(index)))
-    found.sort(reverse=True)
-    seen: list[int] = []
-    for _, index in found:
-        if index not in seen:
-            seen.append(index)
-    return [pool[i : i + 1] for i in seen[:limit]]
+        pre = _sampled_maps(conv, pool[start : start + chunk], rows, cols)
+        variants = [pre, np.maximum(pre, 0)]
+        name = getattr(activation, "__name__", "")
+        if name not in ("relu", "linear", ""):
+            try:
+                variants.append(np.asarray(activation(pre)))
+            except Exception:  # an activation that numpy arrays do not go through
+                pass
+        best = np.full(len(pre), -1.0, dtype=np.float32)
+        for maps in variants:
+            centred = maps - maps.mean(axis=1, keepdims=True)
+            spread = np.sqrt((centred * centred).sum(axis=1))
+            score = np.einsum("npc,p->nc", centred, target) / np.maximum(spread, 1e-12)
+            best = np.maximum(best, score.max(axis=1))
+        for index in np.flatnonzero(best >= SEARCH_CORRELATION):
+            found.append((float(best[index]), start + int(index)))
+    found.sort(key=lambda item: (-item[0], item[1]))
+    return [i for _, i in found[:limit]]
 
 
 def feature_map_grid(fig: Any, model: Any, images: list[Any] | None = None, name: str = "fig",
@@ -177,8 +217,7 @@ def feature_map_grid(fig: Any, model: Any, images: list[Any] | None = None, name
             panel = max(informative, key=lambda d: float(np.std(d)))
             (x_train, _), (x_test, _) = _raw(dataset)
             for raw in (x_train, x_test):
-                pool = _prepare(raw)
-                if any(attempt(batch) for batch in _shortlist(conv, panel, pool)):
+                if any(attempt(_prepare(raw[i : i + 1])) for i in _shortlist(conv, panel, raw)):
                     return
     if failure is not None:
         raise failure
