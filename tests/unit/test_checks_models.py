@@ -591,7 +591,8 @@ def test_is_trained_forged_history_fails():
     model.history = history
     with pytest.raises(CheckFailed, match=exactly(
             "model1: обучение: ожидалось обученная модель (вызов model1.fit(...)), получено "
-            "оптимизатор не сделал ни одного шага (хотя история обучения содержит эпох: 3).")):
+            "модель не обучалась: оптимизатор не сделал ни одного шага (хотя история обучения "
+            "содержит эпох: 3).")):
         checks.is_trained(model, "model1")
 
 
@@ -614,7 +615,7 @@ def test_is_trained_compiled_but_untrained_fails():
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     with pytest.raises(CheckFailed, match=exactly(
             "model1: обучение: ожидалось обученная модель (вызов model1.fit(...)), "
-            "получено оптимизатор не сделал ни одного шага.")):
+            "получено модель не обучалась: оптимизатор не сделал ни одного шага.")):
         checks.is_trained(model, "model1")
 
 
@@ -622,7 +623,7 @@ def test_is_trained_uncompiled_fails():
     """Does a model neither compiled nor fitted fail, naming the variable in the hint?"""
     with pytest.raises(CheckFailed, match=exactly(
             "model2: обучение: ожидалось обученная модель (вызов model2.fit(...)), "
-            "получено оптимизатор не сделал ни одного шага.")):
+            "получено модель не обучалась: оптимизатор не сделал ни одного шага.")):
         checks.is_trained(tiny(), "model2")
 
 

@@ -24,6 +24,7 @@ from convlab.checks.data import (
 from convlab.checks.figures import (
     feature_map_grid,
     shows_dataset_images,
+    shows_training_images,
     train_image,
 )
 from convlab.checks.models import (
@@ -131,6 +132,7 @@ __all__ = [
     "schedule_attached",
     "show",
     "shows_dataset_images",
+    "shows_training_images",
     "submitted_model",
     "test_accuracy",
     "threshold",

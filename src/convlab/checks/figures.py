@@ -264,3 +264,7 @@ def shows_dataset_images(fig: Any, dataset: str, count: int, name: str = "fig4")
                     f"изображение, отличное от остальных ({count} разных изображений)",
                     f"то же изображение, что на панели №{other + 1}")
         shown.append(pixels)
+
+
+#: the former name (it now accepts test images too, and wants them distinct)
+shows_training_images = shows_dataset_images

@@ -357,7 +357,7 @@ def is_trained(model: Any, name: str) -> None:
     need_model(model, name)
     steps = optimizer_steps(model)
     require(steps > 0, f"{name}: обучение", f"обученная модель (вызов {name}.fit(...))",
-            "оптимизатор не сделал ни одного шага" + (
+            "модель не обучалась: оптимизатор не сделал ни одного шага" + (
                 f" (хотя история обучения содержит эпох: {_history_epochs(model)})"
                 if _history_epochs(model) else ""))
     epochs = _history_epochs(model)
