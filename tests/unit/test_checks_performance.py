@@ -317,3 +317,17 @@ def test_lab5_text_states_floors_and_thresholds():
     for model in ("model1", "model4", "model5", "model6"):
         threshold, floor = checks.threshold("lab5_cnn", model), checks.floor("lab5_cnn", model)
         assert f"при {threshold:.2f} и выше, ноль при {floor:.2f} и ниже" in text, model
+
+
+def test_answer_accuracy_test_split_only(fake_datasets, oracle, synthetic):
+    """Is the test accuracy accepted (also when computed on the student's own test images at
+    another scale), and a value off by more than the tolerance refused with both candidates?"""
+    checks.answer_accuracy(0.8, oracle, "mnist", "accuracy_1")
+    raw = synthetic.raw["mnist"][1][0].astype(np.float32)[..., np.newaxis]
+    checks.answer_accuracy(0.8, oracle, "mnist", "accuracy_1", x_test=raw)  # 0..255 pixels
+    with pytest.raises(CheckFailed, match=exactly("accuracy_1: ожидалось 0.8000 ± 0.002")):
+        checks.answer_accuracy(0.7, oracle, "mnist", "accuracy_1")
+    shuffled = raw[::-1].copy()  # not the test split in its order: not used
+    assert checks.performance.own_test_images(shuffled, "mnist") is None
+    with pytest.raises(CheckFailed, match=exactly("accuracy_1: ожидалось 0.8000 ± 0.002 (точность")):
+        checks.answer_accuracy(0.3, oracle, "mnist", "accuracy_1", x_test=shuffled)

@@ -59,6 +59,7 @@ from convlab.checks.nin import (
 from convlab.checks.performance import (
     accuracy_at_least,
     accuracy_step,
+    answer_accuracy,
     argmax_labels,
     fitted_on_training_split,
     more_accurate,
@@ -87,6 +88,7 @@ __all__ = [
     "accuracy_at_least",
     "accuracy_step",
     "adamw_weight_decay",
+    "answer_accuracy",
     "answer_close",
     "answer_equals",
     "argmax_labels",
