@@ -107,7 +107,8 @@ def _panels_show_channels(panels: list[Any], maps: np.ndarray, name: str) -> Non
             f"{wanted} различных каналов", f"{len(seen)} различных")
 
 
-def _sampled_maps(conv: Any, pool: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+def _sampled_maps(conv: Any, pool: np.ndarray, rows: np.ndarray, cols: np.ndarray,
+                  scale: float = 1 / 255) -> np.ndarray:
     """Pre-activation outputs of ``conv`` (stride 1, no dilation) at the map positions
     (``rows``, ``cols``) for every image of ``pool``: an (N, positions, filters) array, computed
     from the input windows alone (cheap: no full convolution of the dataset)."""
@@ -119,7 +120,7 @@ def _sampled_maps(conv: Any, pool: np.ndarray, rows: np.ndarray, cols: np.ndarra
     di, dj = np.meshgrid(np.arange(kh), np.arange(kw), indexing="ij")
     windows = pool[:, rows[:, None, None] + di, cols[:, None, None] + dj, ...]
     if windows.dtype == np.uint8:  # raw pixels: prepare only the windows (as _prepare does)
-        windows = (windows / 255).astype(np.float32)
+        windows = (windows * scale).astype(np.float32)
     kernel = np.asarray(conv.kernel, dtype=np.float32)
     out = windows.reshape(len(pool), len(rows), -1) @ kernel.reshape(-1, kernel.shape[-1])
     if conv.use_bias:
@@ -128,7 +129,7 @@ def _sampled_maps(conv: Any, pool: np.ndarray, rows: np.ndarray, cols: np.ndarra
 
 
 def _shortlist(conv: Any, panel: np.ndarray, pool: np.ndarray, limit: int = 8,
-               chunk: int = 5000, positions: int = 64) -> list[int]:
+               chunk: int = 5000, positions: int = 64, scale: float = 1 / 255) -> list[int]:
     """Indices of the images of ``pool`` (raw pixels of a split) of which some channel of the
     first convolution (before or after its activation) correlates with the drawn ``panel`` at a
     fixed sample of positions (best first). Only for stride-1, undilated, channels-last
@@ -155,7 +156,7 @@ def _shortlist(conv: Any, panel: np.ndarray, pool: np.ndarray, limit: int = 8,
     activation = getattr(conv, "activation", None)
     found: list[tuple[float, int]] = []
     for start in range(0, len(pool), chunk):
-        pre = _sampled_maps(conv, pool[start : start + chunk], rows, cols)
+        pre = _sampled_maps(conv, pool[start : start + chunk], rows, cols, scale)
         variants = [pre, np.maximum(pre, 0)]
         name = getattr(activation, "__name__", "")
         if name not in ("relu", "linear", ""):
@@ -216,9 +217,14 @@ def feature_map_grid(fig: Any, model: Any, images: list[Any] | None = None, name
         if informative:
             panel = max(informative, key=lambda d: float(np.std(d)))
             (x_train, _), (x_test, _) = _raw(dataset)
-            for raw in (x_train, x_test):
-                if any(attempt(_prepare(raw[i : i + 1])) for i in _shortlist(conv, panel, raw)):
-                    return
+            # the images as the check prepares them, or left in 0..255 (as a student who did not
+            # scale them fed them to the model)
+            for scale in (1 / 255, 1.0):
+                for raw in (x_train, x_test):
+                    for i in _shortlist(conv, panel, raw, scale=scale):
+                        image = _prepare(raw[i : i + 1])
+                        if attempt(image if scale != 1.0 else image * np.float32(255)):
+                            return
     if failure is not None:
         raise failure
     raise fail(f"{name}: карты признаков", "выходы первого свёрточного слоя model2 для одного "
