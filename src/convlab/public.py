@@ -19,6 +19,7 @@ __all__ = [
     "CheckFailed",
     "fail",
     "figure_shows_matrix",
+    "image_count",
     "image_format",
     "image_grid",
     "is_fraction",
@@ -131,6 +132,12 @@ def image_axes(fig: Any, name: str) -> list[Any]:
         raise fail(name, "фигура matplotlib (fig, axes = plt.subplots(...))",
                    show(fig) if fig is None else type(fig).__name__)
     return [ax for ax in fig.axes if ax.images]
+
+
+def image_count(fig: Any, count: int, name: str = "fig") -> None:
+    """The figure shows exactly ``count`` images, in any layout."""
+    panels = image_axes(fig, name)
+    require(len(panels) == count, f"{name}: число панелей с изображениями", count, len(panels))
 
 
 def image_grid(fig: Any, rows: int, cols: int, name: str = "fig") -> None:

@@ -278,6 +278,28 @@ def test_same_names_optional_and_aliases():
     checks.same_names(["MaxPool2D", "AvgPool2D", "Flatten"], expected, "layers_without_params_4")
 
 
+@pytest.mark.parametrize("value", [
+    ["Input", "MaxPooling2D", "Flatten"],
+    ["input_layer", "maxpool2d", "flatten"],
+    {"InputLayer", "MaxPool2D", "Flatten layer"},
+    ["MAXPOOLING2D", "Layer Flatten"],
+    ["max_pooling2d", "Flatten"],
+])
+def test_same_names_as_students_write_them(value):
+    """Are layer-type names accepted as students write them: Input / InputLayer (optional),
+    MaxPool2D / MaxPooling2D / max_pooling2d, any case, with or without "layer"?"""
+    checks.same_names(value, {"InputLayer", "MaxPooling2D", "Flatten"}, "layers_without_params_4")
+
+
+def test_same_names_spelling_does_not_hide_a_wrong_name():
+    """Does a wrong layer type still fail under the lenient spelling (Dense is not
+    parameterless; Dropout missing)?"""
+    with pytest.raises(CheckFailed, match=exactly("layers_without_params_4: ожидалось")):
+        checks.same_names(["maxpool2d", "dense"], {"MaxPooling2D", "Flatten"}, "layers_without_params_4")
+    with pytest.raises(CheckFailed, match=exactly("layers_without_params_4: ожидалось")):
+        checks.same_names(["maxpool2d"], {"MaxPooling2D", "Dropout"}, "layers_without_params_4")
+
+
 @pytest.mark.parametrize("value, found", [
     (["gamma", "beta", "moving_mean"], "{'beta', 'gamma', 'moving_mean'}"),
     (["gamma", "beta", "moving_mean", "moving_variance", "kernel"],

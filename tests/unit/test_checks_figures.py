@@ -50,6 +50,15 @@ def feature_model(gains=GAINS, nested: bool = False):
     return keras.Model(inputs, outputs), conv
 
 
+def random_feature_model(seed: int = 3):
+    """model2 in miniature with random 3x3 kernels (channels are not scaled copies of the image)."""
+    keras.utils.set_random_seed(seed)
+    conv = layers.Conv2D(4, 3, padding="same", activation="relu")
+    inputs = keras.Input((8, 8, 1))
+    outputs = layers.Dense(3, activation="softmax")(layers.Flatten()(layers.MaxPooling2D(2)(conv(inputs))))
+    return keras.Model(inputs, outputs), conv
+
+
 @pytest.fixture(scope="module")
 def model2():
     return feature_model()
@@ -178,42 +187,99 @@ def test_feature_map_grid_accepts_identical_dead_channels(fake_datasets):
     checks.feature_map_grid(grid(2, 2, maps), model, [image])
 
 
-def test_feature_map_grid_repeated_channel_fails(fake_datasets, model2):
+def test_feature_map_grid_repeated_channel_fails(fake_datasets):
     """Does a grid showing one channel twice (and another never) fail, giving the number of
     channels expected and of different channels found?"""
-    model, conv = model2
+    model, conv = random_feature_model()
     image = checks.train_image("mnist", 10)
     with pytest.raises(CheckFailed, match=exactly(
-            "fig: показанные каналы: ожидалось все 4 каналов, получено 3 различных.")):
+            "fig: показанные каналы: ожидалось 4 различных каналов, получено 3 различных.")):
         checks.feature_map_grid(grid(2, 2, channels(conv, image, [0, 1, 2, 2])), model, [image])
 
 
-def test_feature_map_grid_input_image_fails(fake_datasets, model2):
+def test_feature_map_grid_input_image_fails(fake_datasets):
     """Does a panel showing the input image (not a channel) fail, naming the panel?"""
-    model, conv = model2
+    model, conv = random_feature_model()
     image = checks.train_image("mnist", 10)
     panels = [image[0, :, :, 0], *channels(conv, image, [1, 2, 3])]
     with pytest.raises(CheckFailed, match=exactly(
             "fig, панель №1: ожидался один из 4 каналов выхода первого свёрточного слоя "
-            "model2 для выбранного изображения, получено изображение, не совпадающее "
+            "model2 для выбранного изображения (в любом масштабе яркости), получено "
+            "изображение, не совпадающее "
             "ни с одним каналом.")):
         checks.feature_map_grid(grid(2, 2, panels), model, [image])
 
 
-def test_feature_map_grid_other_image_fails(fake_datasets, model2):
-    """Do the feature maps of another training image fail?"""
-    model, conv = model2
-    fig = grid(2, 2, channels(conv, checks.train_image("mnist", 11)))
-    with pytest.raises(CheckFailed, match=exactly(
-            "fig, панель №1: ожидался один из 4 каналов")):
-        checks.feature_map_grid(fig, model, [checks.train_image("mnist", 10)])
+@pytest.mark.parametrize("split, index", [("train", 11), ("test", 4)])
+def test_feature_map_grid_finds_any_dataset_image(fake_datasets, split, index):
+    """Are the feature maps of any training or test image accepted (the check finds the
+    image), although the candidate given is another one?"""
+    model, conv = random_feature_model()
+    raw = fake_datasets.raw["mnist"][0 if split == "train" else 1][0]
+    image = (raw[index : index + 1] / 255).astype(np.float32)[..., np.newaxis]
+    fig = grid(2, 2, channels(conv, image))
+    checks.feature_map_grid(fig, model, [checks.train_image("mnist", 10)])
+
+
+def test_feature_map_grid_image_outside_dataset_fails(fake_datasets):
+    """Do the feature maps of an image that is in neither split fail?"""
+    model, conv = random_feature_model()
+    image = np.random.default_rng(5).random((1, 8, 8, 1), dtype=np.float32)
+    with pytest.raises(CheckFailed, match=exactly("fig, панель №1: ожидался один из 4 каналов")):
+        checks.feature_map_grid(grid(2, 2, channels(conv, image)), model,
+                                [checks.train_image("mnist", 10)])
+
+
+@pytest.mark.parametrize("display", ["affine", "minmax-uint8", "monotone"])
+def test_feature_map_grid_any_display_scaling(fake_datasets, display):
+    """Is each panel accepted at any display scaling (imshow normalizes per panel): an
+    affine rescaling, a 0..255 quantization, a monotone (square-root) colour scale?"""
+    model, conv = random_feature_model()
+    image = checks.train_image("mnist", 3)
+    panels = []
+    for m in channels(conv, image):
+        if display == "affine":
+            panels.append(3.0 * m - 7.0)
+        elif display == "minmax-uint8":
+            panels.append(np.uint8(255 * (m - m.min()) / (np.ptp(m) + 1e-9)))
+        else:
+            panels.append(np.sqrt(m - m.min()))
+    checks.feature_map_grid(grid(2, 2, panels), model, [image])
+
+
+def test_feature_map_grid_pre_activation_maps(fake_datasets):
+    """Are the maps before the convolution's ReLU accepted as its output too (a student whose
+    activation is a separate layer draws those)?"""
+    model, conv = random_feature_model()
+    image = checks.train_image("mnist", 6)
+    kernel, bias = conv.get_weights()
+    pre = np.asarray(keras.ops.conv(image, kernel, padding="same")) + bias
+    checks.feature_map_grid(grid(2, 2, [pre[0, :, :, k] for k in range(4)]), model, [image])
+
+
+def test_feature_map_grid_first_16_of_more_channels(fake_datasets):
+    """With 20 channels in the first convolution, are 16 panels of the first channels
+    accepted, and 20 panels refused?"""
+    keras.utils.set_random_seed(1)
+    conv = layers.Conv2D(20, 3, padding="same", activation="relu")
+    inputs = keras.Input((8, 8, 1))
+    model = keras.Model(inputs, layers.Dense(3, activation="softmax")(layers.Flatten()(conv(inputs))))
+    image = checks.train_image("mnist", 2)
+    maps = np.asarray(conv(image))[0]
+    checks.feature_map_grid(grid(4, 4, [maps[..., k] for k in range(16)]), model, [image])
+    with pytest.raises(CheckFailed, match=exactly("fig: число панелей с картами признаков: "
+                                                  "ожидалось 16 (каналы первого свёрточного слоя, "
+                                                  "первые 16 из 20), получено 20.")):
+        checks.feature_map_grid(grid(4, 5, [maps[..., k] for k in range(20)]), model, [image])
 
 
 def test_feature_map_grid_wrong_panel_count_fails(fake_datasets, model2):
     """Does a grid with fewer panels than channels fail, naming both counts?"""
     model, conv = model2
     image = checks.train_image("mnist", 10)
-    with pytest.raises(CheckFailed, match=exactly("fig: число панелей: ожидалось 4, получено 3.")):
+    with pytest.raises(CheckFailed, match=exactly(
+            "fig: число панелей с картами признаков: ожидалось 4 (каналы первого свёрточного "
+            "слоя), получено 3.")):
         checks.feature_map_grid(grid(1, 3, channels(conv, image, [0, 1, 2])), model, [image])
 
 
@@ -251,7 +317,7 @@ def test_feature_map_grid_no_figure_or_model_fails(fake_datasets, model2):
         checks.feature_map_grid(grid(2, 2, channels(conv, image)), None, image)
 
 
-# ------------------------------------------------------------------ shows_training_images
+# ------------------------------------------------------------------ shows_dataset_images
 
 
 def cifar_train(fake):
@@ -259,66 +325,76 @@ def cifar_train(fake):
 
 
 @pytest.mark.parametrize("scale", ["float", "uint8"])
-def test_shows_training_images_accepts_training_images(fake_datasets, scale):
+def test_shows_dataset_images_accepts_training_images(fake_datasets, scale):
     """Are training images drawn as [0, 1] floats or as uint8 pixels accepted?"""
     raw = cifar_train(fake_datasets)
     images = (raw / 255).astype(np.float32) if scale == "float" else raw
     fig = grid(1, 4, [images[i] for i in (7, 0, 11, 3)])
-    checks.shows_training_images(fig, "cifar10", count=4)
+    checks.shows_dataset_images(fig, "cifar10", count=4)
 
 
-def test_shows_training_images_grey_and_extra_panels(fake_datasets):
+def test_shows_dataset_images_grey_and_extra_panels(fake_datasets):
     """Are grey images drawn with a colour map accepted, with more panels than required?"""
     raw = fake_datasets.raw["mnist"][0][0]
     fig = grid(2, 3, [raw[i] / 255 for i in range(6)], cmap="gray")
-    checks.shows_training_images(fig, "mnist", count=4, name="fig")
+    checks.shows_dataset_images(fig, "mnist", count=6, name="fig")
+    with pytest.raises(CheckFailed, match=exactly("fig: число изображений: ожидалось 4, получено 6.")):
+        checks.shows_dataset_images(fig, "mnist", count=4, name="fig")
 
 
-def test_shows_training_images_too_few_fails(fake_datasets):
+def test_shows_dataset_images_too_few_fails(fake_datasets):
     """Does a figure with 3 images fail when 4 are required, naming both counts?"""
     raw = cifar_train(fake_datasets)
     fig = grid(1, 4, [raw[i] for i in range(3)])
     with pytest.raises(CheckFailed, match=exactly(
-            "fig4: число изображений: ожидалось не менее 4, получено 3.")):
-        checks.shows_training_images(fig, "cifar10", count=4)
+            "fig4: число изображений: ожидалось 4, получено 3.")):
+        checks.shows_dataset_images(fig, "cifar10", count=4)
 
 
-def test_shows_training_images_test_image_fails(fake_datasets):
-    """Does a test image among the panels fail, naming its panel?"""
+@pytest.mark.parametrize("rows, cols", [(1, 4), (2, 2), (4, 1)])
+def test_shows_dataset_images_test_images_any_layout(fake_datasets, rows, cols):
+    """Are test images accepted beside training images, in any grid of four panels?"""
     raw = cifar_train(fake_datasets)
     x_test = fake_datasets.raw["cifar10"][1][0]
-    fig = grid(1, 4, [raw[0], x_test[0], raw[1], raw[2]])
+    fig = grid(rows, cols, [raw[0], x_test[0], x_test[5] / 255, raw[2]])
+    checks.shows_dataset_images(fig, "cifar10", count=4)
+
+
+def test_shows_dataset_images_repeated_image_fails(fake_datasets):
+    """Does the same image shown twice fail, naming both panels?"""
+    raw = cifar_train(fake_datasets)
+    fig = grid(2, 2, [raw[0], raw[1], raw[2], raw[1] / 255])
     with pytest.raises(CheckFailed, match=exactly(
-            "fig4, панель №2: ожидалось изображение из обучающей выборки, "
-            "получено изображение, которого нет в выборке.")):
-        checks.shows_training_images(fig, "cifar10", count=4)
+            "fig4, панель №4: ожидалось изображение, отличное от остальных (4 разных изображений), "
+            "получено то же изображение, что на панели №2.")):
+        checks.shows_dataset_images(fig, "cifar10", count=4)
 
 
-def test_shows_training_images_altered_image_fails(fake_datasets):
+def test_shows_dataset_images_altered_image_fails(fake_datasets):
     """Does a training image with its colours changed (channels reversed) fail?"""
     raw = cifar_train(fake_datasets)
     fig = grid(1, 4, [raw[0], raw[1], raw[2], raw[3][..., ::-1]])
     with pytest.raises(CheckFailed, match=exactly(
-            "fig4, панель №4: ожидалось изображение из обучающей выборки, "
+            "fig4, панель №4: ожидалось изображение из обучающей или тестовой выборки, "
             "получено изображение, которого нет в выборке.")):
-        checks.shows_training_images(fig, "cifar10", count=4)
+        checks.shows_dataset_images(fig, "cifar10", count=4)
 
 
-def test_shows_training_images_cropped_fails(fake_datasets):
+def test_shows_dataset_images_cropped_fails(fake_datasets):
     """Does a cropped image fail on its size, naming both sizes?"""
     raw = cifar_train(fake_datasets)
     fig = grid(1, 4, [raw[0][:5, :5], raw[1], raw[2], raw[3]])
     with pytest.raises(CheckFailed, match=exactly(
             "fig4, панель №1: размер: ожидалось (6, 6, 3), получено (5, 5, 3).")):
-        checks.shows_training_images(fig, "cifar10", count=4)
+        checks.shows_dataset_images(fig, "cifar10", count=4)
 
 
-def test_shows_training_images_no_figure_fails(fake_datasets):
+def test_shows_dataset_images_no_figure_fails(fake_datasets):
     """Does a figure variable left as None fail, saying a figure was expected?"""
     with pytest.raises(CheckFailed, match=exactly(
             "fig4: ожидалось фигура matplotlib (fig, axes = plt.subplots(...)), "
             "получено None (переменная не задана).")):
-        checks.shows_training_images(None, "cifar10", count=4)
+        checks.shows_dataset_images(None, "cifar10", count=4)
 
 
 def test_feature_map_grid_accepts_any_candidate_image(fake_datasets, model2):
@@ -331,8 +407,17 @@ def test_feature_map_grid_accepts_any_candidate_image(fake_datasets, model2):
 
 
 def test_feature_map_grid_unusable_candidates_fail(fake_datasets, model2):
-    """Does a candidate that the layer cannot take fail with a message, not a crash?"""
+    """Is a candidate that the layer cannot take skipped (the search over the dataset still
+    finds the image), and without a dataset to search does it fail with a message?"""
     model, conv = model2
     fresh = checks.train_image("mnist", 10)
-    with pytest.raises(CheckFailed, match=re.escape("слой не применяется к изображению")):
-        checks.feature_map_grid(grid(2, 2, channels(conv, fresh)), model, [np.zeros((1, 3))])
+    fig = grid(2, 2, channels(conv, fresh))
+    checks.feature_map_grid(fig, model, [np.zeros((1, 3))])
+    with pytest.raises(CheckFailed, match=re.escape("ни одно изображение выборки не даёт таких карт")):
+        checks.feature_map_grid(fig, model, [np.zeros((1, 3))], dataset=None)
+
+
+def test_shows_training_images_is_the_former_name(fake_datasets):
+    """Does the former name still work (the grading tests and older hidden tests use it)?"""
+    raw = cifar_train(fake_datasets)
+    checks.shows_training_images(grid(1, 4, [raw[i] for i in range(4)]), "cifar10", count=4)

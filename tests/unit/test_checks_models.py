@@ -32,6 +32,13 @@ def exactly(text: str) -> str:
 # ------------------------------------------------------------------------------ model builders
 
 
+def tf_fn(name: str):
+    """tf.nn.<name> (imported lazily: TensorFlow is the backend anyway)."""
+    import tensorflow as tf
+
+    return getattr(tf.nn, name)
+
+
 def conv(filters: int, activation: str | None = "relu", **kwargs):
     return layers.Conv2D(filters, 3, padding="same", activation=activation, **kwargs)
 
@@ -207,12 +214,38 @@ def test_describe_layers_strides_padding_and_other_kinds():
     ]
 
 
-def test_describe_layers_does_not_fold_activation_across_pooling():
-    """Is a ReLU placed after pooling shown as its own layer instead of being folded into
-    the convolution (so a misplaced activation is visible)?"""
+def test_describe_layers_folds_relu_across_max_pooling():
+    """Is a ReLU placed after max pooling folded into the convolution (max pooling and ReLU
+    commute: the same function)?"""
     model = sequential(conv(4, None), layers.MaxPooling2D(2), layers.ReLU())
+    assert checks.describe_layers(model) == ["Conv2D 4 3x3 same relu", "MaxPool 2"]
+
+
+def test_describe_layers_does_not_fold_other_activations_across_pooling():
+    """Are a ReLU after average pooling and a softmax after max pooling shown as their own
+    layers (they do not commute with the pooling)?"""
+    model = sequential(conv(4, None), layers.AveragePooling2D(2), layers.ReLU(),
+                       conv(4, None), layers.MaxPooling2D(2), layers.Softmax())
     assert checks.describe_layers(model) == [
-        "Conv2D 4 3x3 same linear", "MaxPool 2", "Activation relu"]
+        "Conv2D 4 3x3 same linear", "AvgPool 2", "Activation relu",
+        "Conv2D 4 3x3 same linear", "MaxPool 2", "Activation softmax"]
+
+
+@pytest.mark.parametrize("relu, softmax", [
+    (tf_fn("relu"), tf_fn("softmax")),
+    (keras.activations.relu, keras.activations.softmax),
+    ("ReLU", "Softmax"),
+], ids=["tf.nn", "keras.activations", "capitalized"])
+def test_describe_layers_activation_functions(relu, softmax):
+    """Are activations given as functions (tf.nn.relu, tf.nn.softmax, whose name is
+    softmax_v2; keras.activations.*) described like the strings, in layers and in
+    Activation layers?"""
+    if isinstance(relu, str):
+        relu, softmax = relu.lower(), softmax.lower()
+    model = sequential(conv(4, relu), layers.MaxPooling2D(2), conv(8, None),
+                       layers.Activation(relu), layers.MaxPooling2D(2), layers.Flatten(),
+                       layers.Dense(3, activation=softmax))
+    assert checks.describe_layers(model) == EXPECTED
 
 
 # ------------------------------------------------------------------------- layer_sequence
@@ -369,6 +402,25 @@ def test_batchnorm_after_hidden_dense():
     checks.batchnorm_after(with_bn, ["Conv2D", "Dense"], name="model5")
 
 
+def test_batchnorm_after_needs_its_subject():
+    """Does a perceptron with BatchNormalization but no convolution fail "after every
+    convolution" (a requirement about convolutions needs one), and a network without a
+    hidden Dense fail "after every Conv2D/Dense"?"""
+    mlp = sequential(layers.Flatten(), layers.Dense(16, activation="relu"),
+                     layers.BatchNormalization(), layers.Dense(3, activation="softmax"))
+    with pytest.raises(CheckFailed, match=exactly(
+            "model2: ожидался хотя бы один свёрточный слой Conv2D (с BatchNormalization после "
+            "него), получено: его нет. Слои модели: Flatten, Dense 16 relu, BatchNorm, "
+            "Dense 3 softmax.")):
+        checks.batchnorm_after(mlp, ["Conv2D"], name="model2")
+    no_hidden = sequential(conv(4), layers.BatchNormalization(), layers.Flatten(),
+                           layers.Dense(3, activation="softmax"))
+    checks.batchnorm_after(no_hidden, ["Conv2D"], name="model5")
+    with pytest.raises(CheckFailed, match=exactly(
+            "model5: ожидался хотя бы один скрытый слой Dense")):
+        checks.batchnorm_after(no_hidden, ["Conv2D", "Dense"], name="model5")
+
+
 def test_batchnorm_after_no_batchnorm_lists_every_conv(forms):
     """Does a network with no BatchNorm at all list every convolution as missing one?"""
     with pytest.raises(CheckFailed, match=exactly(
@@ -472,8 +524,7 @@ def test_compiled_with_wrong_optimizer_fails():
 
 @pytest.mark.parametrize("loss, found", [
     ("mse", "mse"),
-    ("categorical_crossentropy", "categorical_crossentropy"),
-    (keras.losses.CategoricalCrossentropy(), "categorical_crossentropy"),
+    ("binary_crossentropy", "binary_crossentropy"),
     (keras.losses.MeanSquaredError(), "mean_squared_error"),
 ])
 def test_compiled_with_wrong_loss_fails(loss, found):
@@ -482,9 +533,21 @@ def test_compiled_with_wrong_loss_fails(loss, found):
     model = tiny()
     model.compile(optimizer="sgd", loss=loss, metrics=["accuracy"])
     with pytest.raises(CheckFailed, match=exactly(
-            f"model1: функция потерь: ожидалось sparse_categorical_crossentropy, "
-            f"получено {found}.")):
+            f"model1: функция потерь: ожидалось sparse_categorical_crossentropy или "
+            f"categorical_crossentropy, получено {found}.")):
         checks.compiled_with(model, **SGD_SPARSE, name="model1")
+
+
+@pytest.mark.parametrize("loss, metric", [
+    ("categorical_crossentropy", "accuracy"),
+    (keras.losses.CategoricalCrossentropy(), "categorical_accuracy"),
+])
+def test_compiled_with_one_hot_form_passes(loss, metric):
+    """Is categorical cross-entropy (one-hot labels: the same loss) accepted for the sparse
+    one, with its accuracy metric?"""
+    model = tiny()
+    model.compile(optimizer=keras.optimizers.SGD(), loss=loss, metrics=[metric])
+    checks.compiled_with(model, **SGD_SPARSE, name="model1")
 
 
 def test_compiled_with_from_logits_fails():
@@ -518,23 +581,31 @@ def test_is_trained_after_fit(trained):
     checks.is_trained(trained, "model1")
 
 
-def test_is_trained_with_restored_history():
-    """Does a compiled model whose weights and history were restored by convlab (a History
-    with epochs, optimizer never stepped) pass?"""
+def test_is_trained_forged_history_fails():
+    """Does a history alone (an untrained model whose optimizer never stepped) fail: a
+    history is evidence only where the optimizer agrees?"""
     model = tiny()
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     history = keras.callbacks.History()
     history.epoch = [0, 1, 2]
     model.history = history
-    checks.is_trained(model, "model1")
+    with pytest.raises(CheckFailed, match=exactly(
+            "model1: обучение: ожидалось обученная модель (вызов model1.fit(...)), получено "
+            "модель не обучалась: оптимизатор не сделал ни одного шага (хотя история обучения "
+            "содержит эпох: 3).")):
+        checks.is_trained(model, "model1")
 
 
-def test_is_trained_with_optimizer_steps_only():
-    """Does a model trained without fit() (optimizer steps, no history) pass?"""
+def test_is_trained_forged_steps_fail():
+    """Does an optimizer counter set by hand on untouched weights fail on the weights?"""
     model = tiny()
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.optimizer.iterations.assign(3)
-    checks.is_trained(model, "model1")
+    assert checks.optimizer_steps(model) == 3
+    with pytest.raises(CheckFailed, match=exactly(
+            "model1: веса модели: ожидалось веса после обучения (отличаются от начальных), "
+            "получено веса как у только что созданной модели (обучения не было).")):
+        checks.is_trained(model, "model1")
 
 
 def test_is_trained_compiled_but_untrained_fails():
@@ -544,7 +615,7 @@ def test_is_trained_compiled_but_untrained_fails():
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     with pytest.raises(CheckFailed, match=exactly(
             "model1: обучение: ожидалось обученная модель (вызов model1.fit(...)), "
-            "получено модель не обучалась.")):
+            "получено модель не обучалась: оптимизатор не сделал ни одного шага.")):
         checks.is_trained(model, "model1")
 
 
@@ -552,8 +623,79 @@ def test_is_trained_uncompiled_fails():
     """Does a model neither compiled nor fitted fail, naming the variable in the hint?"""
     with pytest.raises(CheckFailed, match=exactly(
             "model2: обучение: ожидалось обученная модель (вызов model2.fit(...)), "
-            "получено модель не обучалась.")):
+            "получено модель не обучалась: оптимизатор не сделал ни одного шага.")):
         checks.is_trained(tiny(), "model2")
+
+
+def test_public_is_trained_is_weak():
+    """Does the public is_trained (student kit) accept a history alone, while the hidden
+    one does not?"""
+    from convlab import public
+
+    model = tiny()
+    history = keras.callbacks.History()
+    history.epoch = [0]
+    model.history = history
+    public.is_trained(model, "model1")
+    with pytest.raises(public.CheckFailed, match=exactly(
+            "model1: обучение: ожидалось обученная модель (вызов model1.fit(...)), "
+            "получено модель не обучалась.")):
+        public.is_trained(tiny(), "model1")
+
+
+# --------------------------------------------------------------- weights_moved, prescription
+
+
+def test_weights_moved_trained_passes_fresh_fails(trained):
+    """Do trained weights pass and a fresh initialization of the same architecture fail?"""
+    checks.weights_moved(trained, "model1")
+    with pytest.raises(CheckFailed, match=exactly("model1: веса модели: ожидалось веса после обучения")):
+        checks.weights_moved(tiny(), "model1")
+
+
+def fitted(samples: int, epochs: int, batch_size: int, validation_split: float = 0.0):
+    keras.utils.set_random_seed(0)
+    model = tiny()
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    rng = np.random.default_rng(0)
+    x = rng.random((samples, 4), dtype=np.float32)
+    model.fit(x, rng.integers(0, 3, samples), batch_size=batch_size, epochs=epochs,
+              validation_split=validation_split, verbose=0)
+    return model
+
+
+@pytest.mark.parametrize("validation_split", [0.0, 0.1])
+def test_trained_as_prescribed_passes(validation_split):
+    """Does a model fitted for the prescribed epochs and batch size on the training split
+    (all of it, or all but a validation_split) pass?"""
+    model = fitted(40, 3, 8, validation_split)
+    checks.trained_as_prescribed(model, epochs=3, batch_size=8, train_size=40, name="model1")
+
+
+def test_trained_as_prescribed_fewer_epochs_fails():
+    """Does a model fitted for 2 epochs instead of 3 fail, saying how many it looks like?"""
+    model = fitted(40, 2, 8)
+    with pytest.raises(CheckFailed, match=exactly(
+            "model1: обучение: ожидалось 3 эпох по 8 примеров в батче на обучающей выборке "
+            "(3 × 5 = 15 шагов оптимизатора), получено 10 шагов оптимизатора (похоже на 2 "
+            "эпох(и) по 8 примеров).")):
+        checks.trained_as_prescribed(model, epochs=3, batch_size=8, train_size=40, name="model1")
+
+
+def test_trained_as_prescribed_test_split_fails():
+    """Does a model fitted on a split smaller than the training one (the test split) fail,
+    saying how many examples an epoch had?"""
+    model = fitted(16, 3, 8)
+    with pytest.raises(CheckFailed, match=exactly(
+            "получено 6 шагов оптимизатора (около 16 примеров за эпоху: меньше обучающей "
+            "выборки из 40; обучение на тестовой выборке или на части данных?).")):
+        checks.trained_as_prescribed(model, epochs=3, batch_size=8, train_size=40, name="model1")
+
+
+def test_trained_as_prescribed_untrained_fails():
+    """Does an untrained model fail on training itself?"""
+    with pytest.raises(CheckFailed, match=exactly("model1: обучение: ожидалось обученная модель")):
+        checks.trained_as_prescribed(tiny(), epochs=3, batch_size=8, train_size=40, name="model1")
 
 
 # ---------------------------------------------------- parameter counts and layer types

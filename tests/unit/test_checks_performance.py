@@ -194,6 +194,69 @@ def test_predicted_labels_none_fails(fake_datasets, oracle):
         checks.predicted_labels(None, oracle, "mnist")
 
 
+# ------------------------------------------------------------------ accuracy_step, split
+
+
+@pytest.fixture
+def on_training_split(monkeypatch):
+    """The grader's evaluation on training images says "fitted on the training split" (the
+    synthetic training labels are random: that check is tested on its own below)."""
+    from convlab.checks import performance
+
+    monkeypatch.setattr(performance, "train_accuracy", lambda model, dataset: 1.0)
+
+
+@pytest.mark.parametrize("step, passes", [(1, True), (2, True), (3, True), (4, False)])
+def test_accuracy_step_linear_levels(fake_datasets, on_training_split, oracle, step, passes):
+    """With floor 0.2 and threshold 0.9, are the steps at 0.375, 0.55, 0.725, 0.9: the oracle
+    (0.8) passes three of four?"""
+    kwargs = {"floor": 0.2, "threshold": 0.9, "step": step, "steps": 4, "name": "model1"}
+    if passes:
+        checks.accuracy_step(oracle, "mnist", **kwargs)
+    else:
+        with pytest.raises(CheckFailed, match=exactly(
+                "model1: точность на тестовой выборке (ступень 4 из 4; баллы растут линейно "
+                "от 0.20 до 0.90): ожидалось не менее 0.9000, получено 0.8000.")):
+            checks.accuracy_step(oracle, "mnist", **kwargs)
+
+
+def test_accuracy_step_needs_training_split(fake_datasets, oracle):
+    """Does an accurate model that knows the test images much better than the training ones
+    (as a model fitted on the test split does) get no accuracy step?"""
+    with pytest.raises(CheckFailed, match=exactly("model1: обучение на обучающей выборке: ожидалось")):
+        checks.accuracy_step(oracle, "mnist", floor=0.1, threshold=0.5, step=1, steps=4,
+                             name="model1")
+
+
+def test_fitted_on_training_split(fake_datasets, make_mapping_model, synthetic):
+    """Is a model whose training accuracy is not below its test accuracy accepted (a constant
+    model predicting the most frequent training class), and the oracle (0.8 on test, chance
+    on the random training labels) refused with both accuracies?"""
+    y_train = synthetic.raw["mnist"][0][1]
+    counts = np.bincount(y_train, minlength=3) / len(y_train)
+    test_counts = np.bincount(synthetic.y_test, minlength=3) / len(synthetic.y_test)
+    best = int(np.argmax(counts - test_counts))
+    assert counts[best] >= test_counts[best] - 0.05
+    inputs = keras.Input((8, 8, 1))
+    dense = keras.layers.Dense(3, activation="softmax")
+    constant = keras.Model(inputs, dense(keras.layers.Flatten()(inputs)))
+    bias = np.full(3, -10.0, dtype=np.float32)
+    bias[best] = 10.0
+    dense.set_weights([np.zeros((64, 3), np.float32), bias])
+    checks.fitted_on_training_split(constant, "mnist", "model1")
+    assert checks.train_accuracy(constant, "mnist") == pytest.approx(counts[best])
+    oracle = make_mapping_model((8, 8, 1), shift=0)
+    with pytest.raises(CheckFailed, match=r"model1: обучение на обучающей выборке: ожидалось "
+                       r"точность на обучающих изображениях не ниже точности на тестовых \(0\.8000\)"):
+        checks.fitted_on_training_split(oracle, "mnist", "model1")
+
+
+def test_floor_reads_calibrated_value():
+    """Is every lab5 model's floor below its threshold (credit rises from floor to threshold)?"""
+    for model in ("model1", "model2", "model4", "model5", "model6"):
+        assert 0.1 < checks.floor("lab5_cnn", model) < checks.threshold("lab5_cnn", model)
+
+
 # ------------------------------------------------------------------------------ threshold
 
 
@@ -240,3 +303,31 @@ def test_argmax_labels_missing_outputs_fail():
     expected = "y_pred: выход сети: ожидалось массив (N, число классов)"
     with pytest.raises(CheckFailed, match=re.escape(expected)):
         checks.argmax_labels(np.array([1]), None)
+
+
+def test_lab5_text_states_floors_and_thresholds():
+    """Does the Lab 5 master print, next to each task, the floor and threshold its accuracy
+    steps use (so the text and the grading cannot disagree)?"""
+    from pathlib import Path
+
+    import nbformat
+
+    master = Path(__file__).resolve().parents[2] / "assignments" / "lab5_cnn" / "lab5_cnn.ipynb"
+    text = "\n".join(c.source for c in nbformat.read(master, 4).cells if c.cell_type == "markdown")
+    for model in ("model1", "model4", "model5", "model6"):
+        threshold, floor = checks.threshold("lab5_cnn", model), checks.floor("lab5_cnn", model)
+        assert f"при {threshold:.2f} и выше, ноль при {floor:.2f} и ниже" in text, model
+
+
+def test_answer_accuracy_test_split_only(fake_datasets, oracle, synthetic):
+    """Is the test accuracy accepted (also when computed on the student's own test images at
+    another scale), and a value off by more than the tolerance refused with both candidates?"""
+    checks.answer_accuracy(0.8, oracle, "mnist", "accuracy_1")
+    raw = synthetic.raw["mnist"][1][0].astype(np.float32)[..., np.newaxis]
+    checks.answer_accuracy(0.8, oracle, "mnist", "accuracy_1", x_test=raw)  # 0..255 pixels
+    with pytest.raises(CheckFailed, match=exactly("accuracy_1: ожидалось 0.8000 ± 0.002")):
+        checks.answer_accuracy(0.7, oracle, "mnist", "accuracy_1")
+    shuffled = raw[::-1].copy()  # not the test split in its order: not used
+    assert checks.performance.own_test_images(shuffled, "mnist") is None
+    with pytest.raises(CheckFailed, match=exactly("accuracy_1: ожидалось 0.8000 ± 0.002 (точность")):
+        checks.answer_accuracy(0.3, oracle, "mnist", "accuracy_1", x_test=shuffled)

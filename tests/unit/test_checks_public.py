@@ -62,3 +62,16 @@ def test_message_helpers() -> None:
         public.require(False, "n", 1, 2)
     assert public.show(None) == "None (переменная не задана)"
     assert public.show(np.zeros((2, 3), np.float32)) == "массив float32 формы (2, 3)"
+
+
+def test_image_count_any_layout() -> None:
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2)
+    for ax in axes.flat:
+        ax.imshow(np.zeros((3, 3)))
+    public.image_count(fig, 4, "fig4")
+    with pytest.raises(public.CheckFailed,
+                       match=r"fig4: число панелей с изображениями: ожидалось 3, получено 4\."):
+        public.image_count(fig, 3, "fig4")
+    plt.close(fig)

@@ -14,7 +14,7 @@ from convlab.checks.answers import (
     answer_equals,
     same_names,
 )
-from convlab.checks.base import threshold
+from convlab.checks.base import floor, threshold
 from convlab.checks.data import (
     image_shape,
     pristine,
@@ -23,6 +23,7 @@ from convlab.checks.data import (
 )
 from convlab.checks.figures import (
     feature_map_grid,
+    shows_dataset_images,
     shows_training_images,
     train_image,
 )
@@ -34,9 +35,12 @@ from convlab.checks.models import (
     dropout_after_dense,
     is_trained,
     layer_sequence,
+    optimizer_steps,
     output_layer,
     parameterless_layer_types,
     trainable_split,
+    trained_as_prescribed,
+    weights_moved,
 )
 from convlab.checks.nin import (
     adamw_weight_decay,
@@ -56,14 +60,19 @@ from convlab.checks.nin import (
 )
 from convlab.checks.performance import (
     accuracy_at_least,
+    accuracy_step,
+    answer_accuracy,
     argmax_labels,
+    fitted_on_training_split,
     more_accurate,
     predicted_labels,
     test_accuracy,
+    train_accuracy,
 )
 from convlab.public import (
     CheckFailed,
     fail,
+    image_count,
     image_format,
     image_grid,
     is_fraction,
@@ -80,7 +89,9 @@ from convlab.public import (
 __all__ = [
     "CheckFailed",
     "accuracy_at_least",
+    "accuracy_step",
     "adamw_weight_decay",
+    "answer_accuracy",
     "answer_close",
     "answer_equals",
     "argmax_labels",
@@ -95,6 +106,9 @@ __all__ = [
     "fail",
     "feature_map_grid",
     "figure_shows_matrix",
+    "fitted_on_training_split",
+    "floor",
+    "image_count",
     "image_format",
     "image_grid",
     "image_shape",
@@ -113,6 +127,7 @@ __all__ = [
     "nin_block_probed",
     "nin_network",
     "nin_trained_as_prescribed",
+    "optimizer_steps",
     "output_layer",
     "outputs_match_loss",
     "parameterless_layer_types",
@@ -123,12 +138,16 @@ __all__ = [
     "scaled_like_raw",
     "schedule_attached",
     "show",
+    "shows_dataset_images",
     "shows_training_images",
     "submitted_model",
     "test_accuracy",
     "threshold",
+    "train_accuracy",
     "train_image",
     "train_size",
     "trainable_split",
     "trained_steps",
+    "trained_as_prescribed",
+    "weights_moved",
 ]

@@ -43,23 +43,38 @@ def answer_close(value: Any, expected: float, tolerance: float, name: str) -> No
     require(ok, name, f"{expected:.4f} ± {tolerance:g}", show(value))
 
 
-def _normalize(names: Iterable[str]) -> set[str]:
+def _key(raw: Any) -> str:
+    """A layer or weight name as students write it, reduced to one spelling: case, spaces,
+    underscores, a "layer" prefix/suffix and keras' aliases (``MaxPool2D``, ``Input``) do not
+    matter; "batch_normalization/gamma:0" is "gamma"."""
     from convlab.checks.models import LAYER_ALIASES
 
-    result = set()
-    for raw in names:
-        text = str(raw).strip()
-        text = text.rsplit("/", 1)[-1].split(":")[0]  # "batch_normalization/gamma:0" -> "gamma"
-        result.add(LAYER_ALIASES.get(text, text))
-    return result
+    text = str(raw).strip()
+    text = text.rsplit("/", 1)[-1].split(":")[0]
+    text = LAYER_ALIASES.get(text, text)
+    key = "".join(c for c in text.lower() if c.isalnum())
+    if key.endswith("layer") and key != "layer":
+        key = key[: -len("layer")]
+    if key.startswith("layer") and key != "layer":
+        key = key[len("layer"):]
+    key = {"maxpool2d": "maxpooling2d", "maxpool": "maxpooling2d", "maxpooling": "maxpooling2d",
+           "avgpool2d": "averagepooling2d", "input": "input", "inputlayer": "input",
+           "globalavgpool2d": "globalaveragepooling2d"}.get(key, key)
+    return key
+
+
+def _normalize(names: Iterable[Any]) -> dict[str, str]:
+    return {_key(raw): str(raw) for raw in names}
 
 
 def same_names(value: Any, expected: Iterable[str], name: str,
                optional: Iterable[str] = ("InputLayer",)) -> None:
-    """The set of names in ``value`` equals ``expected`` (names in ``optional`` may be given
-    or left out; ``MaxPool2D`` counts as ``MaxPooling2D``)."""
+    """The set of names in ``value`` equals ``expected`` as students write them (names in
+    ``optional`` may be given or left out; ``MaxPool2D``/``MaxPooling2D``, ``Input``/
+    ``InputLayer``, any case, with or without "layer")."""
     if isinstance(value, str) or not isinstance(value, Iterable):
         raise fail(name, "список (или множество) имён", show(value))
-    found = _normalize(value) - set(optional)
-    wanted = _normalize(expected) - set(optional)
-    require(found == wanted, name, show(wanted), show(found))
+    skip = set(_normalize(optional))
+    found = {k: v for k, v in _normalize(value).items() if k not in skip}
+    wanted = {k: v for k, v in _normalize(expected).items() if k not in skip}
+    require(set(found) == set(wanted), name, show(set(wanted.values())), show(set(found.values())))

@@ -9,15 +9,25 @@ from importlib import resources
 
 from convlab.public import CheckFailed, fail, require, show
 
-__all__ = ["CheckFailed", "fail", "require", "show", "threshold"]
+__all__ = ["CheckFailed", "fail", "floor", "require", "show", "threshold"]
 
 
 @cache
-def _thresholds() -> dict[str, dict[str, float]]:
+def _table(key: str) -> dict[str, dict[str, float]]:
     text = resources.files("convlab").joinpath("thresholds.json").read_text()
-    return json.loads(text)["thresholds"]
+    return json.loads(text)[key]
+
+
+def _thresholds() -> dict[str, dict[str, float]]:
+    return _table("thresholds")
 
 
 def threshold(lab: str, model: str) -> float:
     """The calibrated accuracy threshold for ``model`` of ``lab`` (see docs/calibration.md)."""
     return float(_thresholds()[lab][model])
+
+
+def floor(lab: str, model: str) -> float:
+    """The accuracy at and below which ``model`` of ``lab`` earns no accuracy credit; credit
+    rises linearly (in steps) from it to :func:`threshold` (see docs/calibration.md)."""
+    return float(_table("floors")[lab][model])

@@ -9,6 +9,7 @@ layer, ``MaxPool2D`` or ``MaxPooling2D``, ``Dense(activation='softmax')`` or a `
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -54,11 +55,22 @@ def _leaf_layers(model: Any) -> list[Any]:
     return leaves
 
 
+#: function names of activations as Keras writes them (``tf.nn.softmax`` is ``softmax_v2``)
+_ACTIVATION_ALIASES = {"softmax_v2": "softmax", "log_softmax_v2": "log_softmax", "relu6": "relu6",
+                       "sigmoid_v2": "sigmoid", "swish": "silu"}
+
+
 def _activation_name(value: Any) -> str:
+    """The canonical name of an activation given as a string, a function (``tf.nn.softmax``,
+    ``keras.activations.relu``) or a serialized function (a ``{"config": "softmax_v2"}`` dict)."""
     if value is None:
         return "linear"
+    if isinstance(value, dict):  # keras' serialization of a function
+        inner = value.get("config")
+        value = inner if isinstance(inner, str) else value.get("class_name", "?")
     name = value if isinstance(value, str) else getattr(value, "__name__", str(value))
-    return name.lower()
+    name = str(name).rsplit(".", 1)[-1].lower()
+    return _ACTIVATION_ALIASES.get(name, name)
 
 
 def _pair(value: Any) -> tuple[int, int]:
@@ -103,21 +115,29 @@ def _op(layer: Any) -> Op:
     return Op(kind)
 
 
+def _fold_target(ops: list[Op], activation: str | None) -> Op | None:
+    """The Conv2D/Dense that a following activation layer belongs to: the last one, if only
+    BatchNorm/Dropout (or, for relu, which commutes with max pooling, MaxPool) stand between."""
+    passable = {"BatchNorm", "Dropout"} | ({"MaxPool"} if activation == "relu" else set())
+    for previous in reversed(ops):
+        if previous.kind in passable:
+            continue
+        if previous.kind in ("Conv2D", "Dense") and previous.activation == "linear":
+            return previous
+        return None
+    return None
+
+
 def layer_ops(model: Any) -> list[Op]:
-    """The model as a flat list of :class:`Op`, activation layers folded into Conv2D/Dense."""
+    """The model as a flat list of :class:`Op`, activation layers folded into Conv2D/Dense
+    (a ReLU after MaxPooling folds into the convolution before it: the two commute)."""
     ops: list[Op] = []
     for layer in _leaf_layers(model):
         op = _op(layer)
         if op.kind == "Activation":
-            # fold into the last Conv2D/Dense if only BatchNorm/Dropout stand between them
-            for previous in reversed(ops):
-                if previous.kind in ("BatchNorm", "Dropout"):
-                    continue
-                if previous.kind in ("Conv2D", "Dense") and previous.activation == "linear":
-                    previous.activation = op.activation
-                    op = None  # type: ignore[assignment]
-                break
-            if op is None:
+            target = _fold_target(ops, op.activation)
+            if target is not None:
+                target.activation = op.activation
                 continue
             op = Op("Activation", [op.activation or "linear"])
         ops.append(op)
@@ -159,11 +179,22 @@ def output_layer(model: Any, classes: int, activation: str = "softmax", *,
 
 def batchnorm_after(model: Any, kinds: list[str], *, name: str = "модель") -> None:
     """Every layer of ``kinds`` (except the output Dense) is followed by BatchNormalization
-    before the next Conv2D or Dense layer (before or after pooling both count)."""
+    before the next Conv2D or Dense layer (before or after pooling both count), and the model
+    has at least one layer of each kind it is about (a model with no convolution does not
+    meet "after every convolution")."""
     need_model(model, name)
     ops = layer_ops(model)
     weighted = [i for i, op in enumerate(ops) if op.kind in ("Conv2D", "Dense")]
     output = weighted[-1] if weighted else None
+    layers_text = ", ".join(op.describe() for op in ops)
+    for kind in kinds:
+        present = [i for i in weighted if ops[i].kind == kind and i != output]
+        if not present:
+            what = "свёрточный слой Conv2D" if kind == "Conv2D" else f"скрытый слой {kind}"
+            raise CheckFailed(
+                f"{name}: ожидался хотя бы один {what} (с BatchNormalization после него), "
+                f"получено: его нет. Слои модели: {layers_text}."
+            )
     missing = []
     for index in weighted:
         if ops[index].kind not in kinds or index == output:
@@ -176,7 +207,7 @@ def batchnorm_after(model: Any, kinds: list[str], *, name: str = "модель")
         raise CheckFailed(
             f"{name}: ожидался слой BatchNormalization после каждого слоя {'/'.join(kinds)} "
             f"(до следующего Conv2D/Dense); нет нормализации после: {'; '.join(missing)}. "
-            f"Слои модели: {', '.join(op.describe() for op in ops)}."
+            f"Слои модели: {layers_text}."
         )
 
 
@@ -230,6 +261,11 @@ def _metric_names(model: Any) -> list[str]:
     return names
 
 
+#: losses that are the same loss for another label encoding: integer labels with the sparse
+#: form, one-hot labels with ``categorical_crossentropy`` (fit fails on the wrong encoding)
+EQUIVALENT_LOSSES = {"sparse_categorical_crossentropy": ("categorical_crossentropy",)}
+
+
 def compiled_with(model: Any, *, optimizer: str, loss: str, metric: str,
                   name: str = "модель") -> None:
     """The model is compiled with this optimizer class, loss (probabilities, not logits)
@@ -242,27 +278,132 @@ def compiled_with(model: Any, *, optimizer: str, loss: str, metric: str,
     require(found_optimizer.lower() == optimizer.lower(), f"{name}: оптимизатор", optimizer,
             found_optimizer)
     found_loss = _loss_name(model.loss)
-    require(found_loss == loss, f"{name}: функция потерь", loss, found_loss)
+    accepted = {loss, *EQUIVALENT_LOSSES.get(loss, ())}
+    require(found_loss in accepted, f"{name}: функция потерь",
+            " или ".join(sorted(accepted, reverse=True)), found_loss)
     if getattr(model.loss, "from_logits", False):
         raise fail(f"{name}: функция потерь", "from_logits=False (выход сети — softmax)",
                    "from_logits=True")
-    aliases = {metric, "accuracy", "acc", "sparse_categorical_accuracy"}
+    aliases = {metric, "accuracy", "acc", "sparse_categorical_accuracy", "categorical_accuracy"}
     found_metrics = _metric_names(model)
     require(any(m in aliases for m in found_metrics), f"{name}: метрика", metric,
             found_metrics or "метрик нет")
 
 
-def is_trained(model: Any, name: str) -> None:
-    """The model went through ``fit`` (or had trained weights restored by convlab)."""
-    need_model(model, name)
-    history = getattr(model, "history", None)
-    epochs = len(getattr(history, "epoch", []) or [])
+# ------------------------------------------------------------------ evidence of training
+#
+# Facts about training come from what the student cannot forge cheaply: the weights (moved
+# away from a fresh initialization of the same architecture), the optimizer's iteration count
+# (saved with the model), and the grader's own evaluation (``performance``). A fit history is
+# evidence only where it agrees with them. Lab 6 calls the same functions for its models.
+
+
+def optimizer_steps(model: Any) -> int:
+    """The optimizer's iteration counter (0 for a model that was never fitted or compiled)."""
     optimizer = getattr(model, "optimizer", None)
-    # a Keras Variable cannot be used as a boolean: convert it, never `or` it
     counter = getattr(optimizer, "iterations", None) if optimizer is not None else None
-    iterations = int(np.asarray(counter)) if counter is not None else 0
-    require(epochs > 0 or iterations > 0, f"{name}: обучение",
-            f"обученная модель (вызов {name}.fit(...))", "модель не обучалась")
+    try:
+        # a Keras Variable cannot be used as a boolean: convert it, never `or` it
+        return int(np.asarray(counter)) if counter is not None else 0
+    except (TypeError, ValueError):
+        return 0
+
+
+def _history_epochs(model: Any) -> int:
+    history = getattr(model, "history", None)
+    return len(getattr(history, "epoch", []) or [])
+
+
+def _fresh_copy(model: Any) -> Any:
+    """The same architecture with freshly initialized weights (fixed seed)."""
+    import keras
+
+    keras.utils.set_random_seed(0)
+    return keras.models.clone_model(model)
+
+
+def weights_moved(model: Any, name: str) -> None:
+    """The weights are not those of a fresh initialization of the same architecture: some
+    bias or normalization parameter left its initial constant, or the spread of a kernel of
+    at least 100 values differs from a fresh one's by more than 20%."""
+    need_model(model, name)
+    try:
+        fresh = _fresh_copy(model)
+        fresh_weights = [np.asarray(w) for w in fresh.weights]
+    except Exception:  # an architecture that cannot be cloned: compare with known constants
+        fresh_weights = None
+    weights = [np.asarray(w) for w in model.weights]
+    if fresh_weights is None or len(fresh_weights) != len(weights):
+        moved = any(w.size and float(np.std(w)) > 0 for w in weights)
+    else:
+        moved = False
+        for trained, initial in zip(weights, fresh_weights, strict=True):
+            if trained.shape != initial.shape or not trained.size:
+                moved = moved or trained.shape != initial.shape
+                continue
+            if float(np.std(initial)) == 0.0:  # a constant initializer: any change counts
+                moved = moved or not np.allclose(trained, initial, atol=1e-6)
+            elif trained.size >= 100:  # a random initializer: compare the spread (fewer
+                # values than this spread too much between two random draws)
+                ratio = float(np.std(trained)) / float(np.std(initial))
+                moved = moved or not 0.8 <= ratio <= 1.25
+    require(moved, f"{name}: веса модели", "веса после обучения (отличаются от начальных)",
+            "веса как у только что созданной модели (обучения не было)")
+
+
+def is_trained(model: Any, name: str) -> None:
+    """The model went through ``fit``: its optimizer made steps (at least as many as the
+    fit history claims) and its weights moved away from a fresh initialization."""
+    need_model(model, name)
+    steps = optimizer_steps(model)
+    require(steps > 0, f"{name}: обучение", f"обученная модель (вызов {name}.fit(...))",
+            "модель не обучалась: оптимизатор не сделал ни одного шага" + (
+                f" (хотя история обучения содержит эпох: {_history_epochs(model)})"
+                if _history_epochs(model) else ""))
+    epochs = _history_epochs(model)
+    require(steps >= epochs, f"{name}: история обучения",
+            "не больше эпох, чем шагов оптимизатора",
+            f"эпох в истории: {epochs}, шагов оптимизатора: {steps}")
+    weights_moved(model, name)
+
+
+def trained_as_prescribed(model: Any, *, epochs: int, batch_size: int, train_size: int,
+                          name: str, min_fraction: float = 0.8) -> None:
+    """The optimizer made exactly ``epochs`` × ceil(n / ``batch_size``) steps, n being the
+    number of training examples (the whole training split, or at least ``min_fraction`` of it
+    when some is held out by ``validation_split``). Fewer epochs, another batch size or a fit
+    on the (smaller) test split give another count. A fit history, where there is one, must
+    agree."""
+    is_trained(model, name)
+    steps = optimizer_steps(model)
+    lowest = math.ceil(math.ceil(train_size * min_fraction) / batch_size)
+    highest = math.ceil(train_size / batch_size)
+    per_epoch = steps / epochs
+    ok = per_epoch.is_integer() and lowest <= per_epoch <= highest
+    if not ok:
+        guess = ""
+        for candidate in range(1, 10 * epochs + 1):
+            if steps % candidate == 0 and lowest <= steps // candidate <= highest:
+                guess = f" (похоже на {candidate} эпох(и) по {batch_size} примеров)"
+                break
+        if not guess and steps % epochs == 0 and steps // epochs < lowest:
+            n = steps // epochs * batch_size
+            guess = (f" (около {n} примеров за эпоху: меньше обучающей выборки из "
+                     f"{train_size}; обучение на тестовой выборке или на части данных?)")
+        raise fail(f"{name}: обучение", f"{epochs} эпох по {batch_size} примеров в батче на "
+                   f"обучающей выборке ({epochs} × {highest} = {epochs * highest} шагов "
+                   "оптимизатора)", f"{steps} шагов оптимизатора{guess}")
+    history = getattr(model, "history", None)
+    recorded = _history_epochs(model)
+    params = getattr(history, "params", None) or {}
+    if recorded and recorded != epochs and recorded * per_epoch != steps:
+        # the history of the last fit only covers part of the steps: fine if it is consistent
+        require(recorded * per_epoch <= steps, f"{name}: история обучения",
+                f"не больше {epochs} эпох", f"{recorded} эпох")
+    claimed = params.get("steps") if isinstance(params, dict) else None
+    if isinstance(claimed, int) and recorded == epochs:
+        require(claimed == per_epoch, f"{name}: шагов за эпоху", per_epoch,
+                f"{claimed} (по истории обучения)")
 
 
 def _param_count(weights: list[Any]) -> int:

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 
 from convlab import artifacts
+from convlab.checks import data as _data
 from convlab.checks.base import fail, require, show
 from convlab.checks.data import pristine
 from convlab.checks.models import need_model
@@ -17,15 +18,34 @@ from convlab.checks.models import need_model
 _cache: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], np.ndarray]] = weakref.WeakKeyDictionary()
 
 
-def predictions(model: Any, dataset: str) -> np.ndarray:
-    """Predicted class numbers for the pristine test images (cached per model weights)."""
+def own_test_images(x: Any, dataset: str) -> np.ndarray | None:
+    """The student's ``x`` when it holds exactly the test split's images at some positive scale
+    (e.g. pixels left in 0..255), shaped like the prepared split; otherwise None. Answers about
+    "the test set" may be computed on it: the same images, as the student prepared them."""
+    raw = np.asarray(_data._raw(dataset)[1][0])
+    if not isinstance(x, np.ndarray) or x.dtype.kind != "f" or x.size != raw.size:
+        return None
+    flat, raw_flat = x.reshape(len(raw), -1), raw.reshape(len(raw), -1)
+    top = float(raw_flat.max())
+    scale = float(np.max(flat)) / top if top > 0 else 0.0
+    if not (np.isfinite(scale) and scale > 0):
+        return None
+    if not float(np.max(np.abs(flat - raw_flat * np.float32(scale)))) <= 1e-4 * scale * top:
+        return None
+    return x.reshape((len(raw), *pristine(dataset)[0].shape[1:])).astype(np.float32, copy=False)
+
+
+def predictions(model: Any, dataset: str, x_own: np.ndarray | None = None) -> np.ndarray:
+    """Predicted class numbers for the pristine test images, or for ``x_own`` (the test images
+    as the student scaled them, see :func:`own_test_images`); cached per model weights."""
     try:
         known = _cache.setdefault(model, {})
     except TypeError:  # an object that cannot be weakly referenced is not remembered
         known = {}
-    key = (artifacts.weights_digest(model), dataset)
+    scale = "" if x_own is None else f":own:{float(np.max(x_own)):.6g}"
+    key = (artifacts.weights_digest(model), dataset + scale)
     if key not in known:
-        x_test, _ = pristine(dataset)
+        x_test = pristine(dataset)[0] if x_own is None else x_own
         # keras' own predict, even if the notebook replaced it on the model object, and never
         # a remembered result (artifacts.original)
         scores = artifacts.original("predict")(model, x_test, batch_size=1000, verbose=0)
@@ -51,6 +71,76 @@ def accuracy_at_least(model: Any, dataset: str, minimum: float, name: str = "м�
             f"не менее {minimum:.2f}", f"{accuracy:.4f}")
 
 
+def accuracy_step(model: Any, dataset: str, *, floor: float, threshold: float, step: int,
+                  steps: int, name: str = "модель") -> None:
+    """Step ``step`` of ``steps`` of the linear accuracy credit: the test accuracy reaches
+    ``floor + (threshold - floor) * step / steps``, and the model was fitted on the training
+    split (:func:`fitted_on_training_split`: accuracy on the data it trained on earns nothing).
+    One test case per step, all-or-nothing each, so otter's per-case scoring gives credit that
+    rises linearly from ``floor`` (none) to ``threshold`` (full)."""
+    need_model(model, name)
+    fitted_on_training_split(model, dataset, name)
+    level = floor + (threshold - floor) * step / steps
+    accuracy = test_accuracy(model, dataset)
+    require(accuracy >= level - 1e-9,
+            f"{name}: точность на тестовой выборке (ступень {step} из {steps}; баллы растут "
+            f"линейно от {floor:.2f} до {threshold:.2f})", f"не менее {level:.4f}",
+            f"{accuracy:.4f}")
+
+
+#: training images the grader evaluates a model on (the first ones of a fresh load)
+TRAIN_PROBE = 10000
+
+
+def train_accuracy(model: Any, dataset: str) -> float:
+    """Accuracy on the first :data:`TRAIN_PROBE` images of a fresh load of the training split."""
+    (x_train, y_train), _ = _data._raw(dataset)
+    key = (artifacts.weights_digest(model), dataset + ":train")
+    try:
+        known = _cache.setdefault(model, {})
+    except TypeError:
+        known = {}
+    if key not in known:
+        x = _data._prepare(x_train[:TRAIN_PROBE])
+        scores = np.asarray(artifacts.original("predict")(model, x, batch_size=1000, verbose=0))
+        if scores.ndim != 2 or scores.shape[0] != len(x):
+            raise fail("выход модели", "массив (N, число классов)", show(scores))
+        known[key] = np.argmax(scores, axis=1)
+    return float(np.mean(known[key] == np.asarray(y_train[:TRAIN_PROBE]).reshape(-1)))
+
+
+def fitted_on_training_split(model: Any, dataset: str, name: str = "модель",
+                             margin: float = 0.05) -> None:
+    """The grader's own evaluation says the model learned from the training split: its
+    accuracy on training images is not far below its test accuracy (a model fitted on the
+    test split knows the test images much better than the training ones)."""
+    need_model(model, name)
+    on_test, on_train = test_accuracy(model, dataset), train_accuracy(model, dataset)
+    require(on_train >= on_test - margin, f"{name}: обучение на обучающей выборке",
+            f"точность на обучающих изображениях не ниже точности на тестовых ({on_test:.4f}) "
+            f"более чем на {margin:g}",
+            f"{on_train:.4f} (модель обучалась на тестовой выборке?)")
+
+
+def answer_accuracy(value: Any, model: Any, dataset: str, name: str, x_test: Any = None,
+                    tolerance: float = 0.002) -> None:
+    """The answer ``value`` is the model's accuracy on the test split (within ``tolerance``:
+    a few images), computed on the check's prepared test images or on the student's own
+    ``x_test`` if it holds the test images at another scale; not a training accuracy."""
+    need_model(model, "модель")
+    import numbers
+
+    candidates = [test_accuracy(model, dataset)]
+    own = own_test_images(x_test, dataset) if x_test is not None else None
+    if own is not None:
+        _, y_test = pristine(dataset)
+        candidates.append(float(np.mean(predictions(model, dataset, own) == y_test)))
+    ok = isinstance(value, numbers.Real) and any(abs(float(value) - c) <= tolerance
+                                                 for c in candidates)
+    require(ok, name, " или ".join(f"{c:.4f} ± {tolerance:g}" for c in candidates)
+            + " (точность на тестовой выборке)", show(value))
+
+
 def more_accurate(model: Any, baseline: Any, dataset: str, name: str, baseline_name: str) -> None:
     """``model`` is more accurate on the test split than ``baseline``."""
     need_model(model, name)
@@ -60,13 +150,18 @@ def more_accurate(model: Any, baseline: Any, dataset: str, name: str, baseline_n
             f"больше, чем у {baseline_name} ({reference:.4f})", f"{accuracy:.4f}")
 
 
-def predicted_labels(labels: Any, model: Any, dataset: str, name: str = "y_pred_labels") -> None:
-    """``labels`` are the class numbers the model predicts for the test images."""
+def predicted_labels(labels: Any, model: Any, dataset: str, name: str = "y_pred_labels",
+                     x_test: Any = None) -> None:
+    """``labels`` are the class numbers the model predicts for the test images (prepared by
+    the check, or the student's own ``x_test`` if it holds the test images at another scale)."""
     need_model(model, "модель")
     expected = predictions(model, dataset)
     array = np.asarray(labels).reshape(-1) if labels is not None else np.array([])
     require(array.shape == expected.shape, f"{name}: размер", expected.shape, array.shape)
     agreement = float(np.mean(array == expected))
+    own = own_test_images(x_test, dataset) if x_test is not None else None
+    if own is not None:
+        agreement = max(agreement, float(np.mean(array == predictions(model, dataset, own))))
     require(agreement >= 0.999, f"{name}: совпадение с argmax выхода сети по тестовой выборке",
             "не менее 99.9%", f"{agreement:.2%}")
 
