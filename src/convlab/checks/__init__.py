@@ -147,7 +147,7 @@ __all__ = [
     "train_image",
     "train_size",
     "trainable_split",
-    "trained_steps",
     "trained_as_prescribed",
+    "trained_steps",
     "weights_moved",
 ]
