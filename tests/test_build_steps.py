@@ -196,3 +196,20 @@ def test_every_lab6_scenario_applies_to_the_master() -> None:
             assert not scenario.expected and not scenario.env, scenario.name
         if scenario.base == "solution":
             corpus.apply_edits(nbformat.from_dict(master), scenario.edits)
+
+
+def test_native_log_lines_are_dropped_from_outputs() -> None:
+    """Are TensorFlow's absl log lines (timestamps, pids) removed from stderr outputs, while the
+    notebook's own stderr text and other outputs stay?"""
+    outputs = [
+        {"output_type": "stream", "name": "stderr", "text":
+            "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n"
+            "I0000 00:00:1796096763.756804   13156 port.cc:153] oneDNN custom operations are on.\n"},
+        {"output_type": "stream", "name": "stderr", "text":
+            "E0000 00:00:1796096763.7 13156 cuda.cc:12] no GPU\nUserWarning: своё предупреждение\n"},
+        {"output_type": "stream", "name": "stdout",
+         "text": "I0000 00:00:1.0 1 a.cc:1] printed by the student\n"},
+    ]
+    kept = build.without_native_logs(outputs)
+    assert [o["text"] for o in kept] == ["UserWarning: своё предупреждение\n",
+                                         "I0000 00:00:1.0 1 a.cc:1] printed by the student\n"]

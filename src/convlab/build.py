@@ -25,6 +25,7 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -33,6 +34,7 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
 import yaml
@@ -143,11 +145,34 @@ RUSSIAN_TEXT = {
 }
 
 
+#: TensorFlow's C++ (absl) log lines, written to stderr before TF_CPP_MIN_LOG_LEVEL is read
+#: ("I0000 00:00:1796096763.756804   13156 port.cc:153] oneDNN custom operations are on ...")
+NATIVE_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
+                             r"|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] )")
+
+
+def without_native_logs(outputs: list[Any]) -> list[Any]:
+    """``outputs`` without TensorFlow's native log lines on stderr (they carry timestamps and
+    process ids, and say nothing to a student)."""
+    kept = []
+    for output in outputs:
+        if output.get("output_type") == "stream" and output.get("name") == "stderr":
+            text = "".join(line for line in str(output.get("text", "")).splitlines(keepends=True)
+                           if not NATIVE_LOG_LINE.match(line))
+            if not text:
+                continue
+            output["text"] = text
+        kept.append(output)
+    return kept
+
+
 def normalize_notebook(path: Path, *, keep_outputs: bool, source_name: str) -> None:
     """Sequential cell ids, no execution timestamps, minimal notebook metadata,
-    Russian instead of otter's English boilerplate."""
+    Russian instead of otter's English boilerplate, no native log lines in outputs."""
     nb = nbformat.read(path, as_version=4)
     for index, cell in enumerate(nb.cells):
+        if cell.cell_type == "code":
+            cell.outputs = without_native_logs(cell.outputs)
         for english, russian in RUSSIAN_TEXT.items():
             cell.source = cell.source.replace(english, russian)
         cell["id"] = f"cell-{index:03d}"
