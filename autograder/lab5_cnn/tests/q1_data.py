@@ -8,7 +8,7 @@ points = 2
 @test_case(points=0.5, hidden=False, 
     success_message="Базовые проверки пройдены. При оценивании будут выполнены дополнительные скрытые проверки.")
 def test_mnist_format(x_train, x_test):
-    from convlab import checks
+    from convlab import public as checks
     checks.image_format(x_train, 'x_train', (28, 28, 1))
     checks.image_format(x_test, 'x_test', (28, 28, 1))
 

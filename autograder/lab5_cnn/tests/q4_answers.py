@@ -8,15 +8,15 @@ points = 3
 @test_case(points=0.5, hidden=False, 
     success_message="Базовые проверки пройдены. При оценивании будут выполнены дополнительные скрытые проверки.")
 def test_answer_types_4(accuracy_4, layers_without_params_4, input_shape_4):
-    from convlab import checks
+    from convlab import public as checks
     checks.is_fraction(accuracy_4, 'accuracy_4')
     checks.is_string_list(layers_without_params_4, 'layers_without_params_4')
     checks.is_shape(input_shape_4, 'input_shape_4')
 
 @test_case(points=0.5, hidden=True)
-def test_accuracy_4(accuracy_4, model4):
+def test_accuracy_4(accuracy_4, model4, x_test):
     from convlab import checks
-    checks.answer_close(accuracy_4, checks.test_accuracy(model4, 'cifar10'), 0.01, 'accuracy_4')
+    checks.answer_accuracy(accuracy_4, model4, 'cifar10', 'accuracy_4', x_test=x_test)
 
 @test_case(points=1, hidden=True)
 def test_layers_without_params_4(layers_without_params_4, model4):

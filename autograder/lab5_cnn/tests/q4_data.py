@@ -8,10 +8,10 @@ points = 3
 @test_case(points=0.5, hidden=False, 
     success_message="Базовые проверки пройдены. При оценивании будут выполнены дополнительные скрытые проверки.")
 def test_cifar_format(x_train, x_test, fig4):
-    from convlab import checks
+    from convlab import public as checks
     checks.image_format(x_train, 'x_train', (32, 32, 3))
     checks.image_format(x_test, 'x_test', (32, 32, 3))
-    checks.image_grid(fig4, rows=1, cols=4)
+    checks.image_count(fig4, 4, 'fig4')
 
 @test_case(points=1.5, hidden=True)
 def test_cifar_scaled(x_train, x_test, y_train, y_test):
@@ -21,5 +21,5 @@ def test_cifar_scaled(x_train, x_test, y_train, y_test):
 @test_case(points=1, hidden=True)
 def test_cifar_samples_shown(fig4):
     from convlab import checks
-    checks.shows_training_images(fig4, 'cifar10', count=4)
+    checks.shows_dataset_images(fig4, 'cifar10', count=4, name='fig4')
 

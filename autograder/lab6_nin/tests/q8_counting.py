@@ -8,25 +8,25 @@ points = 6
 @test_case(points=0.5, hidden=False, 
     success_message="Базовые проверки пройдены. При оценивании будут выполнены дополнительные скрытые проверки.")
 def test_counts_format(nin_params, nin_mults, nin_memory):
-    from convlab import checks
+    from convlab import public as checks
     checks.is_integer(nin_params, 'nin_params')
     checks.is_integer(nin_mults, 'nin_mults')
     checks.is_integer(nin_memory, 'nin_memory')
 
 @test_case(points=1.5, hidden=True)
-def test_count_params(probe_networks, probe_counts, BATCH_SIZE):
+def test_count_params(count_params):
     from convlab import checks
-    checks.counter_correct(probe_networks, probe_counts, BATCH_SIZE, 'params')
+    checks.counter_probed(count_params, 'params')
 
 @test_case(points=1.5, hidden=True)
-def test_count_mults(probe_networks, probe_counts, BATCH_SIZE):
+def test_count_mults(count_mults):
     from convlab import checks
-    checks.counter_correct(probe_networks, probe_counts, BATCH_SIZE, 'mults')
+    checks.counter_probed(count_mults, 'mults')
 
 @test_case(points=1.5, hidden=True)
-def test_count_memory(probe_networks, probe_counts, BATCH_SIZE):
+def test_count_memory(count_memory):
     from convlab import checks
-    checks.counter_correct(probe_networks, probe_counts, BATCH_SIZE, 'memory')
+    checks.counter_probed(count_memory, 'memory')
 
 @test_case(points=1, hidden=True)
 def test_nin_counts(nin_params, nin_mults, nin_memory, nin, BATCH_SIZE):

@@ -7,7 +7,7 @@ points = 4
 
 @test_case(points=0.5, hidden=False, 
     success_message="Базовые проверки пройдены. При оценивании будут выполнены дополнительные скрытые проверки.")
-def test_nin_structure_public(nin):
-    from convlab import checks
-    checks.nin_network(nin, classes=10, num_1x1=2, name='nin')
+def test_nin_output(nin):
+    from convlab import public as checks
+    checks.output_layer(nin, 10, activation='logits', name='nin')
 

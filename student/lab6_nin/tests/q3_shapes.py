@@ -8,7 +8,7 @@ points = 3
 @test_case(points=0.5, hidden=False, 
     success_message="Базовые проверки пройдены. При оценивании будут выполнены дополнительные скрытые проверки.")
 def test_output_shapes_format(output_shapes):
-    from convlab import checks
+    from convlab import public as checks
     assert isinstance(output_shapes, list) and output_shapes, 'output_shapes: ожидалось непустой список кортежей'
     for shape in output_shapes:
         checks.is_shape(shape, 'output_shapes')
