@@ -601,6 +601,9 @@ def test_is_trained_forged_steps_fail():
     model = tiny()
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     model.optimizer.iterations.assign(3)
+    assert checks.optimizer_steps(model) == 0  # an unbuilt optimizer's counter is not training
+    model.optimizer.build(model.trainable_variables)
+    model.optimizer.iterations.assign(3)
     assert checks.optimizer_steps(model) == 3
     with pytest.raises(CheckFailed, match=exactly(
             "model1: веса модели: ожидалось веса после обучения (отличаются от начальных), "

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from convlab.checks.base import CheckFailed, fail, require, show
-from convlab.checks.models import Op, _leaf_layers, _pair, layer_ops, need_model
+from convlab.checks.models import Op, _leaf_layers, _pair, layer_ops, need_model, optimizer_steps
 from convlab.public import figure_shows_matrix  # noqa: F401  (re-exported)
 
 #: float32
@@ -261,18 +261,6 @@ def cosine_probed(cosine_lr: Any, name: str = "cosine_lr") -> None:
 MIN_TRAINED_ACCURACY = 0.3
 
 
-def _iterations(model: Any) -> int:
-    """Steps the optimizer made; 0 for an optimizer never built (a counter set by hand on it is
-    not training, and saving the model drops it)."""
-    optimizer = getattr(model, "optimizer", None)
-    built = optimizer is not None and bool(getattr(optimizer, "built", False))
-    counter = getattr(optimizer, "iterations", None) if built else None
-    try:
-        return int(np.asarray(counter)) if counter is not None else 0
-    except (TypeError, ValueError):
-        return 0
-
-
 def _learning_rate(model: Any) -> float | None:
     optimizer = getattr(model, "optimizer", None)
     try:
@@ -293,7 +281,7 @@ def nin_trained_as_prescribed(model: Any, epochs: Any, batch_size: Any, dataset:
     need_model(model, name)
     steps = math.ceil(train_size(dataset) / int(batch_size))
     expected = int(epochs) * steps
-    found = _iterations(model)
+    found = optimizer_steps(model)
     require(found == expected, f"{name}: шагов оптимизатора (optimizer.iterations)",
             f"{expected} = {int(epochs)} эпох × {steps} пакетов по {int(batch_size)} из "
             f"{train_size(dataset)} обучающих изображений",
@@ -474,7 +462,7 @@ def submitted_model(model: Any, name: str = "nin", max_megabytes: float | None =
             f"{size:.1f} МБ — уменьшите число фильтров")
     history = getattr(model, "history", None)
     epochs = len(getattr(history, "epoch", None) or [])
-    iterations = _iterations(model)
+    iterations = optimizer_steps(model)
     del epochs  # a history is not evidence of training (it can be forged): the optimizer's steps are
     require(iterations > 0, f"{name}: обученные веса",
             "файл обученной модели в artifacts/ (архив из последней ячейки блокнота)",
