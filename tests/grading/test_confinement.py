@@ -549,3 +549,53 @@ def test_kernel_cannot_read_the_hidden_checks_end_to_end(tmp_path: Path) -> None
         assert f"import: {module} []" in text, text[-3000:]
     assert "import: threshold ImportError" in text, text[-3000:]
     assert "thresholds: ''" in text and "checks folder: []" in text, text[-3000:]
+
+
+BLOCK_TEST = '''from otter.test_files import test_case
+
+OK_FORMAT = False
+
+name = "q1"
+points = 1
+
+@test_case(points=1, hidden=True)
+def test_block(nin_block):
+    from convlab.checks import nin
+    nin.nin_block_probed(nin_block)
+'''
+
+NIN_BLOCK = """
+import tensorflow as tf
+
+def nin_block(num_channels, kernel_size, strides, padding, num_1x1=2):
+    block = tf.keras.Sequential()
+    block.add(tf.keras.layers.Conv2D(num_channels, kernel_size, strides=strides, padding=padding,
+                                     activation='relu'))
+    block.add(tf.keras.layers.BatchNormalization())
+    for _ in range(NUM_1X1 if NUM_1X1 is not None else num_1x1):
+        block.add(tf.keras.layers.Conv2D(num_channels, kernel_size=1, activation='relu'))
+        block.add(tf.keras.layers.BatchNormalization())
+    return block
+"""
+
+
+@pytest.mark.slow
+def test_probed_block_described_in_the_confined_kernel(tmp_path: Path) -> None:
+    """With the hidden checks out of the kernel's reach, are Lab 6's grader-owned probes of
+    ``nin_block`` still described in the kernel (``probes.describe_block``) and checked by the
+    trusted side: the right block passes, one that ignores ``num_1x1`` fails?"""
+    import corpus_tiny as corpus
+    from test_corpus import grade_scenarios
+
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    tests = tmp_path / "autograder" / "tests"
+    tests.mkdir(parents=True)
+    (tests / "q1.py").write_text(BLOCK_TEST)
+    for name, num_1x1 in (("right_block", None), ("ignores_num_1x1", 1)):
+        corpus.notebook(subs, f"{name}.ipynb", corpus.SETUP, f"NUM_1X1 = {num_1x1}\n" + NIN_BLOCK,
+                        "grader.check('q1')")
+    expected = {"right_block": corpus.Scenario("right_block", "honest", "", "ok", 1.0, write=_written),
+                "ignores_num_1x1": corpus.Scenario("ignores_num_1x1", "fault", "", "ok", 0.0, write=_written)}
+    results = grade_scenarios(subs, tmp_path / "autograder", out, expected, cell_timeout=120.0)
+    message = json.dumps(results["ignores_num_1x1"]["questions"], ensure_ascii=False)
+    assert "nin_block(num_channels=8" in message and "ожидалось слои" in message, message[:2000]
