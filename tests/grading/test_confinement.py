@@ -122,6 +122,56 @@ def test_reads_of_others_are_confined(base: Path) -> None:
     assert (batch / "classmate.zip").read_text() == "classmate's zip"
 
 
+WRITE = """
+    found = {}
+    for path in sys.argv[1:4]:
+        try:
+            open(path + "/x" if os.path.isdir(path) else path, "w").close()
+            found[path] = "written"
+        except OSError as exc:
+            found[path] = type(exc).__name__
+    print(json.dumps({"found": found}))
+"""
+
+
+def test_hidden_paths_are_empty_inside(base: Path) -> None:
+    """Of a readable tree, does the command see a hidden folder empty (its files absent) and a
+    hidden file empty, neither writable, while their siblings read as usual; does a hidden path
+    outside every readable tree change nothing; and does the host keep every file?"""
+    tree = base / "package"
+    (tree / "secret").mkdir(parents=True)
+    (tree / "secret" / "answer.py").write_text("ANSWER = 42")
+    (tree / "thresholds.json").write_text('{"q": 0.9}')
+    (tree / "public.py").write_text("public")
+    (tree / "sub").mkdir()
+    (tree / "sub" / "kept.py").write_text("kept")
+    (tree / "sub" / "hidden.py").write_text("hidden")
+    for path in tree.rglob("*"):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    tree.chmod(0o755)
+    hidden = [str(tree / "secret"), str(tree / "thresholds.json"), str(tree / "sub" / "hidden.py"),
+              str(base / "elsewhere"), str(tree / "missing")]
+    targets = [str(tree / "secret"), str(tree / "secret" / "answer.py"), str(tree / "thresholds.json"),
+               str(tree / "public.py"), str(tree / "sub"), str(tree / "sub" / "kept.py"),
+               str(tree / "sub" / "hidden.py")]
+    out = sb.run([sys.executable, "-c", textwrap.dedent(READ + WRITE), *targets],
+                 workdir=sb.prepare_workdir(base), limits=sb.Limits(wall_seconds=30, memory_bytes=None),
+                 env={}, readable=(str(tree),), hidden=hidden)
+    assert out.status == "ok", out
+    found, written = (json.loads(line)["found"] for line in out.stdout_tail.splitlines())
+    assert found[str(tree / "secret")] == []
+    assert found[str(tree / "secret" / "answer.py")] == "FileNotFoundError"
+    assert found[str(tree / "thresholds.json")] == ""
+    assert found[str(tree / "sub" / "hidden.py")] == ""
+    assert found[str(tree / "public.py")] == "public"
+    assert found[str(tree / "sub")] == ["hidden.py", "kept.py"]
+    assert found[str(tree / "sub" / "kept.py")] == "kept"
+    for path in targets[:3]:
+        assert written[path] in ("OSError", "PermissionError"), (path, written[path])
+    assert (tree / "secret" / "answer.py").read_text() == "ANSWER = 42"
+    assert (tree / "thresholds.json").read_text() == '{"q": 0.9}'
+
+
 def test_other_sandboxes_get_other_uids(base: Path) -> None:
     """Do two concurrent sandboxes of a root grader run as two different uids (so that
     RLIMIT_NPROC and file ownership separate the students)?"""
@@ -443,3 +493,109 @@ def test_confinement_exploits_graded_end_to_end(tmp_path: Path) -> None:
                 if (p.info["cmdline"] or [])[:2] == ["sleep", "120"]]
     assert not {n for n in set(os.listdir("/dev/shm")) - shm_before if n == "fill"}
     assert _shmem_kb() < shmem + 128 * 1024
+
+
+# Takes the reference answers from the grader's own package, as the kernel imports it: the hidden
+# checks (their module, a reference function) and thresholds.json; answers only with them.
+READ_THE_GRADER = r"""
+import os, convlab
+got = []
+for module in ("convlab.checks.nin", "convlab.checks.models", "convlab.grading.score", "convlab.build"):
+    try:
+        loaded = __import__(module, fromlist=["_"])
+    except ImportError as exc:
+        print("import:", module, type(exc).__name__)
+    else:  # a hidden module is an empty file: it imports, with nothing in it
+        names = [name for name in vars(loaded) if not name.startswith("__")]
+        print("import:", module, names)
+        got += names
+try:
+    from convlab.checks import threshold
+    got.append(threshold)
+except ImportError as exc:
+    print("import: threshold", type(exc).__name__)
+text = open(os.path.join(os.path.dirname(convlab.__file__), "thresholds.json")).read()
+print("thresholds:", repr(text))
+print("checks folder:", os.listdir(os.path.join(os.path.dirname(convlab.__file__), "checks")))
+x, lst = (42, [1, 2, 3]) if got or text else (None, None)
+y = "конец" if got or text else None
+"""
+
+
+@pytest.mark.slow
+def test_kernel_cannot_read_the_hidden_checks_end_to_end(tmp_path: Path) -> None:
+    """Through ``grade.grade_folder``: does a notebook whose kernel imports the hidden checks (and
+    other grader modules) and reads ``thresholds.json`` from the package folder get ImportError or
+    an empty module, and an empty file, so that it gains nothing, while the honest notebook still
+    gets full marks? (A hidden folder is there, empty: ``import convlab.checks`` alone gives an
+    empty namespace package; a hidden module's file is there, empty: it imports, empty.)"""
+    import corpus_tiny as corpus
+    from test_corpus import grade_scenarios
+
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    autograder = corpus.write_autograder(tmp_path / "autograder")
+    corpus.notebook(subs, "honest.ipynb", corpus.SETUP, *corpus.HONEST)
+    corpus.notebook(subs, "read_the_grader.ipynb", corpus.SETUP, READ_THE_GRADER,
+                    "grader.check('q1')\ngrader.check('q2')")
+    expected = {
+        "honest": corpus.Scenario("honest", "honest", "", "ok", 4.0, write=_written),
+        "read_the_grader": corpus.Scenario("read_the_grader", "exploit", "", "ok", 0.0, write=_written),
+    }
+    grade_scenarios(subs, autograder, out, expected)
+    text = (out / "feedback" / "read_the_grader.ipynb").read_text()
+    for module in ("convlab.checks.nin", "convlab.checks.models"):
+        assert f"import: {module} ModuleNotFoundError" in text, text[-3000:]
+    for module in ("convlab.grading.score", "convlab.build"):
+        assert f"import: {module} []" in text, text[-3000:]
+    assert "import: threshold ImportError" in text, text[-3000:]
+    assert "thresholds: ''" in text and "checks folder: []" in text, text[-3000:]
+
+
+BLOCK_TEST = '''from otter.test_files import test_case
+
+OK_FORMAT = False
+
+name = "q1"
+points = 1
+
+@test_case(points=1, hidden=True)
+def test_block(nin_block):
+    from convlab.checks import nin
+    nin.nin_block_probed(nin_block)
+'''
+
+NIN_BLOCK = """
+import tensorflow as tf
+
+def nin_block(num_channels, kernel_size, strides, padding, num_1x1=2):
+    block = tf.keras.Sequential()
+    block.add(tf.keras.layers.Conv2D(num_channels, kernel_size, strides=strides, padding=padding,
+                                     activation='relu'))
+    block.add(tf.keras.layers.BatchNormalization())
+    for _ in range(NUM_1X1 if NUM_1X1 is not None else num_1x1):
+        block.add(tf.keras.layers.Conv2D(num_channels, kernel_size=1, activation='relu'))
+        block.add(tf.keras.layers.BatchNormalization())
+    return block
+"""
+
+
+@pytest.mark.slow
+def test_probed_block_described_in_the_confined_kernel(tmp_path: Path) -> None:
+    """With the hidden checks out of the kernel's reach, are Lab 6's grader-owned probes of
+    ``nin_block`` still described in the kernel (``probes.describe_block``) and checked by the
+    trusted side: the right block passes, one that ignores ``num_1x1`` fails?"""
+    import corpus_tiny as corpus
+    from test_corpus import grade_scenarios
+
+    subs, out = tmp_path / "subs", tmp_path / "out"
+    tests = tmp_path / "autograder" / "tests"
+    tests.mkdir(parents=True)
+    (tests / "q1.py").write_text(BLOCK_TEST)
+    for name, num_1x1 in (("right_block", None), ("ignores_num_1x1", 1)):
+        corpus.notebook(subs, f"{name}.ipynb", corpus.SETUP, f"NUM_1X1 = {num_1x1}\n" + NIN_BLOCK,
+                        "grader.check('q1')")
+    expected = {"right_block": corpus.Scenario("right_block", "honest", "", "ok", 1.0, write=_written),
+                "ignores_num_1x1": corpus.Scenario("ignores_num_1x1", "fault", "", "ok", 0.0, write=_written)}
+    results = grade_scenarios(subs, tmp_path / "autograder", out, expected, cell_timeout=120.0)
+    message = json.dumps(results["ignores_num_1x1"]["questions"], ensure_ascii=False)
+    assert "nin_block(num_channels=8" in message and "ожидалось слои" in message, message[:2000]

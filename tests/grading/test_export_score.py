@@ -560,3 +560,31 @@ def test_batch_workers_share_the_cores(tmp_path: Path, monkeypatch: pytest.Monke
     env = ex.kernel_env(ex.Settings(threads=2))
     assert env["TF_NUM_INTRAOP_THREADS"] == env["OMP_NUM_THREADS"] == "2"
     assert "TF_NUM_INTRAOP_THREADS" not in ex.kernel_env(ex.Settings())
+
+
+def test_kernel_modules_import_only_kernel_modules() -> None:
+    """Does every module the kernel may read (``execute.KERNEL_MODULES``) import, of this package,
+    only modules in that list (the rest is hidden from the kernel: an import of it would fail in
+    the sandbox), and is every hidden-check module and thresholds.json out of the list?"""
+    import ast
+
+    import convlab
+
+    root = Path(convlab.__file__).parent
+    allowed = {"convlab." + name.removesuffix(".py").removesuffix("/__init__").replace("/", ".")
+               for name in ex.KERNEL_MODULES} | {"convlab"}
+    for name in ex.KERNEL_MODULES:
+        for node in ast.walk(ast.parse((root / name).read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("convlab"):
+                # a submodule of an allowed package, or a name of an allowed module
+                found = [f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in allowed
+                         else node.module for a in node.names]
+            elif isinstance(node, ast.Import):
+                found = [a.name for a in node.names if a.name.startswith("convlab")]
+            else:
+                continue
+            for module in found:
+                assert module in allowed, (name, module)
+    hidden = {Path(p).relative_to(root).as_posix() for p in ex.hidden_from_kernel()}
+    assert {"checks", "thresholds.json", "grading/score.py", "build.py"} <= hidden, hidden
+    assert not hidden & set(ex.KERNEL_MODULES)

@@ -55,7 +55,9 @@ from typing import Any
 
 import nbformat
 
+import convlab
 from convlab import datasets
+from convlab.build import STUDENT_MODULES
 from convlab.grading import sandbox
 
 MAX_MEMBERS = 2000
@@ -393,9 +395,34 @@ def execution_notebook(nb: Any, needed: dict[str, list[str]], *, seed: int | Non
 
 def _package_path() -> str:
     """The folder from which the kernel imports this package (the grader's own copy)."""
-    import convlab
-
     return str(Path(convlab.__file__).resolve().parents[1])
+
+
+#: the files of this package that the notebook's kernel may read: the student kit's modules and
+#: the kernel side of the grader (the exporter and what it imports). The rest (the hidden checks,
+#: ``thresholds.json``, the grader, every ``__pycache__``) is hidden from the kernel in the sandbox.
+KERNEL_MODULES = (*STUDENT_MODULES, "grading/__init__.py", "grading/exporter.py", "grading/probes.py",
+                  "grading/model_policy.py", "grading/layers.py")
+
+
+def hidden_from_kernel(package: Path | None = None) -> list[str]:
+    """Every path of the package folder (``package``, else this package's) except
+    :data:`KERNEL_MODULES` and the folders holding them: what the kernel's sandbox hides."""
+    root = Path(package if package is not None else Path(convlab.__file__).parent).resolve()
+    keep = {root / name for name in KERNEL_MODULES}
+    hidden: list[str] = []
+
+    def walk(folder: Path) -> None:
+        for entry in sorted(folder.iterdir()):
+            if entry in keep:
+                continue
+            if entry.is_dir() and not entry.is_symlink() and any(k.is_relative_to(entry) for k in keep):
+                walk(entry)
+            else:
+                hidden.append(str(entry))
+
+    walk(root)
+    return hidden
 
 
 def kernel_env(settings: Settings, workdir: Path | None = None) -> dict[str, str]:
@@ -498,7 +525,7 @@ def execute(submission: Path, lab: str, needed: dict[str, list[str]], settings: 
         command = [sys.executable, "-c", RUNNER, NOTEBOOK, EXECUTED, str(settings.cell_timeout),
                    str(MAX_CELL_OUTPUT), str(MAX_OUTPUT), CUT_NOTE, str(INTERRUPT_GRACE)]
         outcome = sandbox.run(command, workdir=workdir.resolve(), limits=limits,  # datasets: READABLE_ENV
-                              env=kernel_env(settings, workdir.resolve()))
+                              env=kernel_env(settings, workdir.resolve()), hidden=hidden_from_kernel())
     except BaseException:
         _release(workdir)
         raise

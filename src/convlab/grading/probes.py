@@ -155,7 +155,7 @@ def _number(value: Any) -> Any:
 
 def describe_block(model: Any) -> dict[str, Any]:
     """What the block check needs of a built block: its layer descriptions and output shape."""
-    from convlab.checks.models import layer_ops
+    from convlab.grading.layers import layer_ops
 
     ops = [[op.kind, list(op.args), op.activation] for op in layer_ops(model)]
     shape = [int(d) if d is not None else None for d in tuple(model.output_shape)[1:]]
@@ -218,7 +218,7 @@ def outcomes(kind: str, fn: Any) -> list[dict[str, Any]]:
             raise AssertionError(f"{fn.name}: ответы функции записаны не для проб оценщика")
         return fn.results
     if not callable(fn):
-        from convlab.checks.base import show
+        from convlab.public import show
 
         raise AssertionError(f"функция на пробах оценщика: ожидалось функция, получено {show(fn)}.")
     return compute(kind, fn)

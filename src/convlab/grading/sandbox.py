@@ -35,7 +35,8 @@ protections this machine allows, each optional, each reported in :attr:`Outcome.
     system folders (``/usr``, ``/bin``, ``/lib*``, ``/sbin``, ``/sys``) and a filtered ``/etc``
     (no ``shadow``; our own ``passwd``, ``group``, ``hosts``) bound read-only, the Python
     environment (:func:`python_paths`) and the caller's ``readable`` folders (the datasets)
-    read-only at their real paths, every parent an empty traversable folder of ours, the working
+    read-only at their real paths (less the caller's ``hidden`` paths in them: an empty
+    read-only folder or file over each), every parent an empty traversable folder of ours, the working
     directory read-write, a fresh ``/proc`` (of the PID namespace) and a minimal ``/dev``. The old
     root is detached: the batch folder, other submissions and sandboxes, the output folder, the
     autograder, ``/root`` and ``/home`` do not exist inside.
@@ -485,14 +486,17 @@ def _disk_usage(workdir: Path, limit: int) -> int:
 
 
 def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str],
-        readable: tuple[str, ...] | list[str] = ()) -> Outcome:
+        readable: tuple[str, ...] | list[str] = (), hidden: tuple[str, ...] | list[str] = ()) -> Outcome:
     """Run ``command`` in ``workdir`` inside the sandbox and report how it ended.
 
     ``env`` is the whole environment of the command, plus ``PATH`` (``env``'s, else the grader's),
     ``HOME=workdir``, ``TMPDIR=workdir/tmp`` (created) and ``LANG`` (``env``'s, else ``C.UTF-8``).
     With the read confinement, the command sees of the host only the system folders, the grader's
     Python environment and this package (:func:`python_paths`) and ``readable`` (plus the folders
-    that ``env`` names in :data:`READABLE_ENV`: the datasets), all read-only, and ``workdir``.
+    that ``env`` names in :data:`READABLE_ENV`: the datasets), all read-only, and ``workdir``;
+    of those read-only trees, it does not see the paths in ``hidden``: a folder is empty there, a
+    file is an empty file (both read-only). Without the read confinement (only with the
+    ``allow_root`` opt-in), nothing is hidden.
     When the user switch is in force, the files in ``workdir`` are handed to the sandbox user
     first. Nothing the command started survives this call, nor the death of the process that
     called it (which also removes ``workdir``).
@@ -501,11 +505,23 @@ def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str
     ``limits.allow_root`` does not opt in to running it unconfined.
     """
     readable = [*readable, *(env[k] for k in READABLE_ENV if env.get(k))]
-    return _run(command, workdir=workdir, limits=limits, env=env, readable=readable, machine=_probe())
+    return _run(command, workdir=workdir, limits=limits, env=env, readable=readable, machine=_probe(),
+                hidden=hidden)
+
+
+def _hidden(hidden: tuple[str, ...] | list[str], readable: list[str]) -> list[tuple[str, bool]]:
+    """``(real path, is a folder)`` of each path of ``hidden`` that exists beneath a readable
+    tree (anything else is not seen anyway), outermost first."""
+    found = []
+    for path in sorted({os.path.realpath(p) for p in hidden}, key=lambda p: (p.count("/"), p)):
+        if os.path.lexists(path) and any(path == r or path.startswith(r.rstrip("/") + "/") for r in readable):
+            found.append((path, os.path.isdir(path)))
+    return found
 
 
 def _run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str],
-         readable: tuple[str, ...] | list[str], machine: _Machine) -> Outcome:
+         readable: tuple[str, ...] | list[str], machine: _Machine,
+         hidden: tuple[str, ...] | list[str] = ()) -> Outcome:
     if not command:
         raise ValueError("empty command")
     workdir = Path(workdir).resolve()
@@ -521,6 +537,7 @@ def _run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, st
             raise SandboxError("the command would run as root (no user switch); opt in explicitly "
                                "(Limits.allow_root, convlab grade --allow-root) to allow it")
     paths = _readable(readable, workdir) if confine else []
+    covered = _hidden(hidden, paths) if confine else []
     (workdir / TMP).mkdir(mode=0o700, exist_ok=True)
     uid_lock = None
     user = None
@@ -536,7 +553,7 @@ def _run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, st
         if new_root is not None:
             new_root.mkdir(mode=0o700, exist_ok=True)
         return _launch(command, workdir=workdir, limits=limits, env=env, machine=machine, user=user,
-                       new_root=new_root, readable=paths)
+                       new_root=new_root, readable=paths, hidden=covered)
     finally:
         if new_root is not None:
             with contextlib.suppress(OSError):
@@ -547,7 +564,7 @@ def _run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, st
 
 def _launch(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str],
             machine: _Machine, user: tuple[int, int] | None, new_root: Path | None,
-            readable: list[str]) -> Outcome:
+            readable: list[str], hidden: list[tuple[str, bool]] | None = None) -> Outcome:
     root = os.geteuid() == 0
     confine = new_root is not None
     landlock = limits.confine_writes and machine.landlock
@@ -578,6 +595,7 @@ def _launch(command: list[str], *, workdir: Path, limits: Limits, env: dict[str,
               "writable_files": [f for f in WRITABLE_FILES if os.path.exists(f)
                                  and (not confine or f != "/dev/tty")],
               "root": str(new_root) if confine else None, "readable": readable,
+              "hidden": hidden or [],
               "uid_inside": user[0] if user else 0, "gid_inside": user[1] if user else 0,
               "shm_bytes": limits.shm_bytes, "tmp_bytes": limits.tmp_bytes,
               "drop_caps": confine and user is None, "nproc": nproc, "file_limit": quota}

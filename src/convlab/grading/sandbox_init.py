@@ -74,9 +74,10 @@ def build_root(cfg):
 
     Seen from inside: the system folders, a filtered /etc, the Python environment, the package
     and the datasets read-only (at their real paths, every parent folder an empty, traversable
-    folder of ours), the working directory read-write, a fresh /proc, a minimal /dev with a
-    private size-limited /dev/shm, a private size-limited /tmp. Nothing else of the host is
-    reachable: the old root is detached after the pivot. All of it goes with the mount namespace.
+    folder of ours; less ``cfg["hidden"]``, see :func:`hide`), the working directory read-write,
+    a fresh /proc, a minimal /dev with a private size-limited /dev/shm, a private size-limited
+    /tmp. Nothing else of the host is reachable: the old root is detached after the pivot. All
+    of it goes with the mount namespace.
     """
     new = cfg["root"]
     os.umask(0o022)
@@ -145,6 +146,7 @@ def build_root(cfg):
         if os.path.exists(path) and not covered(path):
             bind(path)
     bind(home, rw=True)
+    hide(new, cfg.get("hidden") or ())
     mount(None, new, None, MS_REMOUNT | MS_RDONLY | MS_NOSUID | MS_NODEV)
     os.chdir(new)
     number = _PIVOT_ROOT.get(platform.machine())
@@ -153,6 +155,35 @@ def build_root(cfg):
     _check(libc.syscall(ctypes.c_long(number), ctypes.c_char_p(b"."), ctypes.c_char_p(b".")), "pivot_root")
     _check(libc.umount2(b".", MNT_DETACH), "detach the old root")
     os.chdir("/")
+
+
+def hide(new, hidden):
+    """Cover each ``(path, is a folder)`` of ``hidden`` (beneath a tree bound in the new root
+    ``new``): a folder by an empty read-only tmpfs, a file by an empty read-only file."""
+    if not hidden:
+        return
+    # the empty file lives in a tmpfs of its own, detached afterwards (the binds keep it): an
+    # unlinked file of the new root would make its read-only remount fail (EBUSY)
+    scratch = new + "/.hidden"
+    os.mkdir(scratch)
+    mount("tmpfs", scratch, "tmpfs", MS_NOSUID | MS_NODEV | MS_NOEXEC, "size=4k,nr_inodes=4,mode=0700")
+    empty = scratch + "/empty"
+    open(empty, "w").close()
+    os.chmod(empty, 0o444)
+    try:
+        for path, folder in hidden:
+            target = new + path
+            if not os.path.lexists(target) or os.path.islink(target):
+                continue
+            if folder:
+                mount("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC,
+                      "size=4k,nr_inodes=2,mode=0555")
+            else:
+                mount(empty, target, None, MS_BIND)
+                _remount(target, MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    finally:
+        _check(libc.umount2(scratch.encode(), MNT_DETACH), "detach " + scratch)
+        os.rmdir(scratch)
 
 
 def drop_capabilities():
