@@ -492,7 +492,7 @@ def test_lab5_tests_load_from_folder_and_zip() -> None:
     assert summary == [(t.name, t.possible, [(c.points, c.hidden) for c in t.test_cases]) for t in from_zip]
     assert sum(t.possible for t in from_dir) == 37
     needed = score.needed_names(from_dir)
-    assert needed["q3_feature_maps"] == ["fig", "model2", "x_train"]
+    assert needed["q3_feature_maps"] == ["fig", "model2"]  # any train or test image: the check finds it
     assert needed["q1_data"] == ["x_train", "x_test", "y_train", "y_test"]
 
 
