@@ -441,6 +441,21 @@ def python_paths() -> list[str]:
     return sorted({os.path.realpath(p) for p in paths if p})
 
 
+def _runnable_by_others(executable: str) -> bool:
+    """Whether a user other than the owner can run ``executable``: the file, after every link,
+    executable by others, and every parent folder, of the link and of its target, searchable."""
+    found = shutil.which(executable) or executable
+    try:
+        for path in (Path(os.path.abspath(found)), Path(found).resolve()):
+            if not path.stat().st_mode & stat.S_IXOTH:
+                return False
+            if not all(parent.stat().st_mode & stat.S_IXOTH for parent in path.parents):
+                return False
+    except OSError:
+        return False
+    return True
+
+
 def _readable(extra: tuple[str, ...] | list[str], workdir: Path) -> list[str]:
     paths = [*python_paths(), *(os.path.realpath(p) for p in extra)]
     for path in paths:
@@ -529,7 +544,10 @@ def _run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, st
         raise SandboxError(f"{workdir} is not a directory")
     root = os.geteuid() == 0
     confine = limits.confine_reads and machine.mount
-    switch = root and limits.allow_user_switch and machine.user is not None
+    # without the mount namespace's traversable parents, the sandbox user runs the command only
+    # where its files are reachable by others (not a Python under /root): else it stays root (opt-in)
+    switch = (root and limits.allow_user_switch and machine.user is not None
+              and (confine or _runnable_by_others(command[0])))
     if not limits.allow_root:
         if limits.confine_reads and not machine.mount:
             raise SandboxError(confinement_problem() or "no mount namespace here")
