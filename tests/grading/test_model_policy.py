@@ -83,8 +83,19 @@ def load(folder: Path, names: list[str]) -> tuple[dict, dict]:
 def test_reference_models_are_accepted_with_exact_sizes(path: Path) -> None:
     """Does every reference and fixture model of both labs pass the policy, with the parameter
     count and output shape inferred from its configuration equal to those of the loaded model?"""
+    import zipfile
+
     import keras
 
+    with zipfile.ZipFile(path) as archive:
+        config = archive.read("config.json").decode()
+    if '"class_name": "function"' in config:
+        # a scenario's cached model written with activation functions (tf.nn.softmax): the raw
+        # cache file names functions and is refused; the exporter saves it under Keras names
+        # (the activation-spelling tests), which is what the scorer ever sees
+        with pytest.raises(model_policy.PolicyError, match="ссылку на функцию"):
+            model_policy.check_keras_archive(path)
+        return
     summary = model_policy.check_keras_archive(path)
     model = keras.saving.load_model(path, safe_mode=True)
     assert summary.params == sum(int(np.prod(w.shape)) for w in model.weights)
