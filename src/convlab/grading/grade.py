@@ -367,8 +367,9 @@ def protection_warnings(protections: dict[str, bool]) -> list[str]:
         return []
     warnings = []
     if not protections.get("unprivileged_user"):
-        warnings.append("the notebook ran AS ROOT (--allow-root): nothing but Landlock kept it from the "
-                        "grader's files; see docs/maintainers.md")
+        warnings.append("the notebook ran AS ROOT (--allow-root)" + (
+            ": only its mount namespace kept it from the grader's files" if protections.get(
+                "filesystem_read_confined") else "") + "; see docs/maintainers.md")
     if not protections.get("filesystem_read_confined"):
         warnings.append("the notebook's reads were not confined: it could read the grader's files "
                         "(other submissions, the output folder, the autograder); see docs/maintainers.md")
