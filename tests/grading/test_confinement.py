@@ -11,14 +11,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import shutil
 import sys
-import tempfile
 import textwrap
 import time
 import uuid
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import nbformat
@@ -34,12 +31,6 @@ pytestmark = pytest.mark.skipif(not sb.probe_protections()["filesystem_read_conf
                                 reason="this machine cannot confine reads (no mount namespace)")
 
 
-@pytest.fixture
-def base() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="convlab-confine-test-", dir="/tmp"))
-    path.chmod(0o711)
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
 
 
 def run(code: str, base: Path, *args: str, readable: tuple[str, ...] = (), env: dict[str, str] | None = None,
