@@ -101,19 +101,32 @@ def prepared(dataset: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarr
     return scale(x_train), y_train, scale(x_test), y_test
 
 
+def backend_description() -> str:
+    """Where a run trains, e.g. ``tensorflow 2.21.0 on 2 CPU cores``, recorded with each run
+    (seeds trained on different backends differ, docs/calibration.md)."""
+    import os
+
+    import tensorflow as tf
+
+    gpus = tf.config.list_physical_devices("GPU")
+    where = f"{len(gpus)} GPU" if gpus else f"{os.cpu_count()} CPU cores"
+    return f"tensorflow {tf.__version__} on {where}"
+
+
 def run(lab: str, master: Path, out: Path, seeds: list[int], models: list[str] | None = None) -> None:
     """Train every planned model for every seed; append one record per run to ``out``."""
     import tensorflow as tf
 
     builders = builders_from_master(master)
     records = json.loads(out.read_text())["runs"] if out.is_file() else []
-    done = {(r["model"], r["seed"]) for r in records}
+    backend = backend_description()
+    done = {(r["model"], r["seed"], r.get("backend", backend)) for r in records}
     for name, plan in PLANS[lab].items():
         if models and name not in models:
             continue
         x_train, y_train, x_test, y_test = prepared(plan.dataset)
         for seed in seeds:
-            if (name, seed) in done:
+            if (name, seed, backend) in done:
                 continue
             tf.keras.utils.set_random_seed(seed)
             tf.config.experimental.enable_op_determinism()
@@ -130,7 +143,8 @@ def run(lab: str, master: Path, out: Path, seeds: list[int], models: list[str] |
             predictions = model.predict(x_test, batch_size=1000, verbose=0)
             accuracy = float(np.mean(np.argmax(predictions, axis=1) == y_test.reshape(-1)))
             records.append({"model": name, "seed": seed, "epochs": plan.epochs,
-                            "train_seconds": round(seconds, 1), "test_accuracy": round(accuracy, 4)})
+                            "train_seconds": round(seconds, 1), "test_accuracy": round(accuracy, 4),
+                            "backend": backend})
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(json.dumps({"lab": lab, "runs": records}, indent=1) + "\n")
             print(f"{name} seed={seed} acc={accuracy:.4f} ({seconds:.0f} s)", flush=True)
