@@ -106,3 +106,39 @@ def test_scenario_scores_like_otter_run(lab: str, scenario: corpus.Scenario,
     assert not marker.exists(), ".OTTER_LOG was unpickled"
     report = json.loads((batch["work"] / "out" / "gradescope" / scenario.name / "results.json").read_text())
     assert report["score"] == pytest.approx(result["total"])
+
+
+#: lab -> scenarios graded three times by test_regrading_gives_identical_scores: the reference and
+#: submissions whose functions are checked on the grader's probes
+REGRADED = {"lab6_nin": ("solution", "mults_input_size", "block_ignores_strides")}
+
+
+@pytest.mark.parametrize("lab", sorted(set(REGRADED) & set(LABS)))
+def test_regrading_gives_identical_scores(lab: str, tmp_path: Path, datasets_root: Path) -> None:
+    """The grader owns every probe and seed: the same submissions graded three times (a first
+    grading, then two regrades of the same folder) get identical points on every question."""
+    scenarios = {s.name: s for s in corpus.load(ROOT / "tests" / "fixtures" / lab / "scenarios.yml")}
+    subs = tmp_path / "submissions"
+    subs.mkdir()
+    for name in REGRADED[lab]:
+        made = corpus.make_submission(scenarios[name], root=ROOT, lab=lab,
+                                      fixtures=ROOT / "tests" / "fixtures" / lab,
+                                      dest=tmp_path / "make" / name)
+        shutil.copy(made, subs / f"{name}{made.suffix}")
+    config = grade.Config(lab=lab, tests=ROOT / "autograder" / lab / build.zip_name(lab),
+                          settings=execute.Settings(wall_seconds=1800, memory_bytes=6 << 30,
+                                                    cell_timeout=900))
+    gradings = []
+    for attempt in range(3):
+        results = grade.grade_folder(config, subs, tmp_path / "out", workers=2, progress=False,
+                                     regrade=attempt > 0)
+        gradings.append({r["student_id"]: {q: v["score"] for q, v in r["questions"].items()}
+                         for r in results})
+    assert set(gradings[0]) == set(REGRADED[lab])
+    assert gradings[1] == gradings[0] and gradings[2] == gradings[0], gradings
+    # and the wrong ones lose points: the three identical gradings are not vacuous
+    for name in REGRADED[lab]:
+        total = sum(gradings[0][name].values())
+        possible = sum(v["possible"] for v in next(
+            r for r in results if r["student_id"] == name)["questions"].values())
+        assert (total == possible) == (name == "solution"), (name, total, possible)
