@@ -10,10 +10,11 @@
   ``"crashed"`` result and the batch carries on.
 * :func:`write_gradebook` writes the CSV gradebook.
 
-A result is a :class:`convlab.grading.results.Result` (stored as JSON). ``run_batch`` sets ``student_id`` and ``file`` and fills in
-``status`` (``"ok"`` when absent) and ``duration_s`` (seconds ``grade_one`` took) when
-``grade_one`` did not; the gradebook reads ``scores`` (question -> points) and ``total``
-(else the sum of ``scores``). A crashed result carries ``error`` (and ``traceback``).
+A result is a :class:`convlab.grading.results.Result` (stored as JSON). ``run_batch`` sets
+``student_id`` and ``file`` and fills in ``status`` (``"ok"`` when absent) and ``duration_s``
+(seconds ``grade_one`` took) when ``grade_one`` did not; the gradebook reads ``scores``
+(question -> points) and ``total`` (else the sum of ``scores``). A crashed result carries
+``error`` (and ``traceback``).
 """
 
 from __future__ import annotations
