@@ -49,7 +49,7 @@ _UNSAFE = re.compile(r"[^\w.()+,\-]+")
 _LEADING = re.compile(r"^[\W_]+")
 MAX_ID_BYTES = 96  #: bytes of an id: ``results/.<id>.json.<random>.tmp`` stays far below 255
 
-GradeOne = Callable[["Submission", Path], results.Result]
+GradeOne = Callable[["Submission", Path], dict[str, Any]]  #: its result becomes a Result (results.plain)
 
 #: Grading processes start fresh ("spawn"), never as forks of this process: a fork of a process
 #: that has TensorFlow running (its thread pools) can deadlock in the child's first TF call.
@@ -147,10 +147,10 @@ def _grade_safely(grade_one: GradeOne, submission: Submission, scratch: Path) ->
     try:
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
-        result = grade_one(submission, scratch)
-        if not isinstance(result, dict):
-            raise TypeError(f"grade_one returned {type(result).__name__}, not a dict")
-        result = results.plain(result)
+        returned = grade_one(submission, scratch)
+        if not isinstance(returned, dict):
+            raise TypeError(f"grade_one returned {type(returned).__name__}, not a dict")
+        result = results.plain(returned)
     except (Exception, SystemExit) as exc:  # not KeyboardInterrupt: an interrupted batch resumes
         result = _crashed(submission, f"{type(exc).__name__}: {exc}",
                           trace=traceback.format_exc()[-4000:])
@@ -354,7 +354,7 @@ def _grade_all_dask(todo: Sequence[Submission], grade_one: GradeOne, work: Path,
             client = stack.enter_context(Client(address))
         batch = uuid.uuid4().hex[:8]
 
-        def submit(sub: Submission, tag: str = ""):
+        def submit(sub: Submission, tag: str = "") -> Any:
             return client.submit(_grade_safely, grade_one, sub, work / sub.student_id, pure=False,
                                  retries=0, key=f"grade-{sub.student_id}-{batch}{tag}")
 

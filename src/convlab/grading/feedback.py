@@ -18,10 +18,12 @@ import re
 import shutil
 import sys
 import urllib.parse
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from convlab.grading import execute, figures, files, report, score
+from convlab.grading.results import Result
 
 FEEDBACK_CELL_OUTPUT = 100_000  #: characters of outputs per cell of the feedback notebook
 
@@ -87,7 +89,7 @@ def _outputs(outputs: Any, budget: list[int]) -> list[dict[str, Any]]:
             text = _text(out.get("text", ""), FEEDBACK_CELL_OUTPUT)
             item = {"output_type": "stream", "name": name, "text": text}
         elif kind == "error":
-            trace = out.get("traceback") if isinstance(out.get("traceback"), list) else []
+            trace = found if isinstance(found := out.get("traceback"), list) else []
             item = {"output_type": "error", "ename": _text(out.get("ename", ""), 200),
                     "evalue": _text(out.get("evalue", ""), 2000),
                     "traceback": [_text(t, 2000) for t in trace[-30:]]}
@@ -174,7 +176,7 @@ def _points(value: Any) -> str:
     return str(int(number)) if number.is_integer() else f"{number:.2f}".rstrip("0")
 
 
-def feedback_lines(result: dict[str, Any], *, hide_hidden: bool = False) -> list[tuple[str, Any]]:
+def feedback_lines(result: Result, *, hide_hidden: bool = False) -> list[tuple[str, Any]]:
     """Structured feedback: (kind, data) items rendered by :func:`feedback_markdown` / ``_html``."""
     items: list[tuple[str, Any]] = [
         ("title", f"Результаты проверки: {result.get('student_id', '')}"),
@@ -203,12 +205,12 @@ def feedback_lines(result: dict[str, Any], *, hide_hidden: bool = False) -> list
     return items
 
 
-def feedback_figures(result: dict[str, Any]) -> list[tuple[str, str, bytes]]:
+def feedback_figures(result: Result) -> list[tuple[str, str, bytes]]:
     """The pictures of one student's feedback as (file stem, caption, PNG): the learning curves of
     each model with a fit history (``result["histories"]``) and the values of ``result["figures"]``
     (a confusion matrix). A picture that cannot be drawn is left out."""
     out: list[tuple[str, str, bytes]] = []
-    histories = result.get("histories") if isinstance(result.get("histories"), dict) else {}
+    histories = found if isinstance(found := result.get("histories"), dict) else {}
     for var, history in sorted(histories.items()):
         if not _VARIABLE.fullmatch(str(var)):
             continue
@@ -217,7 +219,7 @@ def feedback_figures(result: dict[str, Any]) -> list[tuple[str, str, bytes]]:
             picture = figures.learning_curves(figures.plain_history(history), caption)
             if picture is not None:
                 out.append((f"curves_{var}", caption, picture))
-    values = result.get("figures") if isinstance(result.get("figures"), dict) else {}
+    values = drawn if isinstance(drawn := result.get("figures"), dict) else {}
     for var, value in sorted(values.items()):
         wanted = isinstance(value, dict) and value.get("kind") == "confusion"
         if not (wanted and _VARIABLE.fullmatch(str(var))):
@@ -230,8 +232,8 @@ def feedback_figures(result: dict[str, Any]) -> list[tuple[str, str, bytes]]:
     return out
 
 
-def feedback_markdown(result: dict[str, Any], *, hide_hidden: bool = False,
-                      images: list[tuple[str, str]] = ()) -> str:
+def feedback_markdown(result: Result, *, hide_hidden: bool = False,
+                      images: Sequence[tuple[str, str]] = ()) -> str:
     """Feedback for one student as Markdown; ``images``: (caption, relative path of the PNG).
     Every text is escaped (:func:`md_escape`): it renders as written, never as HTML or links."""
     out: list[str] = []
@@ -255,7 +257,7 @@ def feedback_markdown(result: dict[str, Any], *, hide_hidden: bool = False,
     return "\n".join(out)
 
 
-def feedback_html(result: dict[str, Any], *, hide_hidden: bool = False,
+def feedback_html(result: Result, *, hide_hidden: bool = False,
                   images: list[tuple[str, bytes]] | None = None) -> str:
     """Feedback for one student as a standalone HTML page (every student text escaped), with its
     pictures embedded: ``images`` (caption, PNG), by default those of :func:`feedback_figures`."""
@@ -286,7 +288,7 @@ def feedback_html(result: dict[str, Any], *, hide_hidden: bool = False,
             "</head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def gradescope_results(result: dict[str, Any], *, show_hidden: bool = False) -> dict[str, Any]:
+def gradescope_results(result: Result, *, show_hidden: bool = False) -> dict[str, Any]:
     """:func:`score.gradescope` made safe to show: every output shown as plain text
     (``output_format`` ``text``: no HTML or Markdown rendering), secrets redacted, and for a run
     the sandbox ended (timeout, memory, crashed) the status only, not the sandbox's stderr."""
@@ -303,7 +305,7 @@ def gradescope_results(result: dict[str, Any], *, show_hidden: bool = False) -> 
     return results
 
 
-def _write_one(result: dict[str, Any], out: Path, *, hide_hidden: bool,
+def _write_one(result: Result, out: Path, *, hide_hidden: bool,
                show_hidden_gradescope: bool) -> None:
     sid = result["student_id"]
     folder = out / "gradescope" / sid
@@ -332,7 +334,7 @@ def _write_one(result: dict[str, Any], out: Path, *, hide_hidden: bool,
             (out / "feedback" / f"{sid}.ipynb").unlink()
 
 
-def write_reports(results: list[dict[str, Any]], out: Path, *, hide_hidden: bool = False,
+def write_reports(results: list[Result], out: Path, *, hide_hidden: bool = False,
                   show_hidden_gradescope: bool = False) -> None:
     """Per-student Gradescope results.json and feedback under ``out``: Markdown (its pictures in
     ``feedback/<id>/``), HTML (pictures embedded) and the student's notebook with the outputs of

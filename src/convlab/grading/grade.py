@@ -36,6 +36,7 @@ from typing import Any
 from convlab.grading import batch, execute, files, integrity, manual, report, score, score_process
 from convlab.grading.feedback import FEEDBACK_FIGURES, FEEDBACK_NOTEBOOK, feedback_notebook, write_reports
 from convlab.grading.integrity import answers_fingerprint
+from convlab.grading.results import Result
 
 MAX_EXECUTED = 50 << 20
 
@@ -237,7 +238,7 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
 
 def grade_folder(config: Config, folder: Path, out: Path, *, workers: int = 1, regrade: bool = False,
                  hide_hidden: bool = False, progress: bool = True,
-                 engine: batch.DaskEngine | None = None) -> list[dict[str, Any]]:
+                 engine: batch.DaskEngine | None = None) -> list[Result]:
     """Grade every submission of ``folder``; write the gradebook, results, feedback and the class
     report to ``out``.
     ``engine``: see :func:`convlab.grading.batch.run_batch` (Dask needs ``folder``, ``out`` and
@@ -251,7 +252,7 @@ def grade_folder(config: Config, folder: Path, out: Path, *, workers: int = 1, r
 
 
 def _grade_folder(config: Config, folder: Path, out: Path, *, workers: int, regrade: bool, hide_hidden: bool,
-                  progress: bool, engine: batch.DaskEngine | None) -> list[dict[str, Any]]:
+                  progress: bool, engine: batch.DaskEngine | None) -> list[Result]:
     for written in (out, out / "feedback", *(out / "gradescope").glob("*/")):  # a killed run's leftovers
         files.remove_stale_temps(written)
     # working directories of a grader killed between two sandbox runs

@@ -52,6 +52,7 @@ from pathlib import Path
 from typing import Any
 
 from convlab.grading import execute, figures
+from convlab.grading.results import Result
 
 SKETCH_SIZE = 32
 
@@ -365,7 +366,7 @@ def _prediction_flags(signatures: dict[str, list[tuple[str, dict]]], settings: S
     return clusters, spread
 
 
-def integrity(results: Iterable[dict[str, Any]], settings: Settings = Settings()) -> dict[str, Any]:
+def integrity(results: Iterable[Result], settings: Settings = Settings()) -> dict[str, Any]:
     """Pairs and clusters of submissions with (near-)identical weights, predictions and answers."""
     models: dict[tuple[str, str], list[tuple[str, dict]]] = defaultdict(list)
     signatures: dict[str, list[tuple[str, dict]]] = defaultdict(list)
@@ -380,10 +381,10 @@ def integrity(results: Iterable[dict[str, Any]], settings: Settings = Settings()
                 models[(str(var), str(fp.get("arch")))].append((sid, fp))
             if isinstance(fp, dict) and isinstance(fp.get("predictions"), dict):
                 signatures[str(var)].append((sid, fp["predictions"]))
-        fp = data.get("answers")
-        long_enough = isinstance(fp, dict) and int(fp.get("tokens") or 0) >= settings.min_answer_tokens
-        if long_enough and fp.get("sha256"):
-            answers.append((sid, fp))
+        answer = data.get("answers")
+        tokens = int(answer.get("tokens") or 0) if isinstance(answer, dict) else 0
+        if isinstance(answer, dict) and tokens >= settings.min_answer_tokens and answer.get("sha256"):
+            answers.append((sid, answer))
 
     weight_clusters = []
     for (var, arch), entries in sorted(models.items()):

@@ -145,7 +145,7 @@ def plain_cell(cell: Mapping[str, Any], budget: list[int]) -> dict[str, Any]:
         if attachments:
             out["attachments"] = attachments
     if kind == "code":
-        outputs = []
+        outputs: list[dict[str, Any]] = []
         for output in (cell.get("outputs") or [])[:50]:
             if not isinstance(output, Mapping):
                 continue
@@ -218,7 +218,7 @@ def template_placeholders(template: Path | None) -> set[str]:
 
 # ------------------------------------------------------------------------------ extraction
 def _locked(cell: Mapping[str, Any]) -> bool:
-    meta = cell.get("metadata") if isinstance(cell.get("metadata"), Mapping) else {}
+    meta = found if isinstance(found := cell.get("metadata"), Mapping) else {}
     return meta.get("editable") is False
 
 
@@ -256,8 +256,10 @@ def extract(nb: Mapping[str, Any], questions: Sequence[Question],
             if end is None or any(i is not None and i > end for i in earlier):
                 answers[question.name] = {"status": "missing", "cells": []}
                 continue
-            span = []  # the Markdown answer cells just before the question's END marker (a code cell
-            for i in range(end - 1, -1, -1):  # there may be the previous task's answer)
+            # the Markdown answer cells just before the question's END marker (a code cell there may be
+            # the previous task's answer)
+            span: list[Mapping[str, Any]] = []
+            for i in range(end - 1, -1, -1):
                 source = _source(cells[i])
                 if (END in source or BEGIN in source or _locked(cells[i]) or len(span) >= MAX_CELLS
                         or cells[i].get("cell_type") != "markdown"):
@@ -428,7 +430,7 @@ class GradeStore:
             grade["grader"], grade["updated"] = grader, time.strftime("%Y-%m-%dT%H:%M:%S%z")
             return {**grade, "score": grade_score(data, student)}
 
-    def set_item(self, question: str, item_id: str | None, text: str, points: float) -> dict[str, Any]:
+    def set_item(self, question: str, item_id: str | None, text: str, points: Any) -> dict[str, Any]:
         """Edit a rubric item (every answer graded with it follows) or add one (``item_id`` None)."""
         text = str(text).strip()[:500]
         with self.change(question) as data:

@@ -25,11 +25,12 @@ import os
 import re
 import statistics
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from convlab.grading import figures, files, integrity
+from convlab.grading.results import Result
 
 SLOWEST = 10
 MESSAGE_CHARS = 300
@@ -75,7 +76,7 @@ MESSAGE_CHARS = 300
 
 
 # ------------------------------------------------------------------------------------ numbers
-def _total(result: dict[str, Any]) -> float:
+def _total(result: Result) -> float:
     total = result.get("total")
     if isinstance(total, int | float) and not isinstance(total, bool):
         return float(total)
@@ -96,7 +97,7 @@ def _short(text: Any) -> str:
     return text if len(text) <= MESSAGE_CHARS else text[:MESSAGE_CHARS - 1] + "…"
 
 
-def build(results: Sequence[dict[str, Any]],
+def build(results: Sequence[Result],
           settings: integrity.Settings = integrity.Settings()) -> dict[str, Any]:
     """Every number of the report (what ``report.json`` holds)."""
     import numpy as np
@@ -136,15 +137,17 @@ def build(results: Sequence[dict[str, Any]],
                      "common_failure_count": common[0][1] if common else 0})
     rows.sort(key=lambda r: (r["pass_rate"], r["question"], r["case"]))
 
-    def seconds(r: dict[str, Any]) -> float:
+    def seconds(r: Result) -> float:
         return float(r.get("duration_s") or 0.0)
 
+    def execution(r: Result) -> Mapping[str, Any]:
+        return r.get("execution") or {}
+
     slowest = [{"student_id": r.get("student_id"), "status": r.get("status"), "duration_s": seconds(r),
-                "execution_s": (r.get("execution") or {}).get("seconds"),
-                "peak_rss_mb": (r.get("execution") or {}).get("peak_rss_mb")}
+                "execution_s": execution(r).get("seconds"), "peak_rss_mb": execution(r).get("peak_rss_mb")}
                for r in sorted(results, key=lambda r: (-seconds(r), str(r.get("student_id"))))[:SLOWEST]]
 
-    ran = [r for r in results if (r.get("execution") or {}).get("protections")]
+    ran = [r for r in results if execution(r).get("protections")]
     names = sorted({k for r in ran for k in r["execution"]["protections"]})
     protections = {k: {"on": sum(bool(r["execution"]["protections"].get(k)) for r in ran), "of": len(ran)}
                    for k in names}
@@ -319,7 +322,7 @@ def render_html(data: dict[str, Any], histogram_png: bytes | None = None) -> str
             f"<style>{style}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
 
 
-def write_report(results: Sequence[dict[str, Any]], out: Path,
+def write_report(results: Sequence[Result], out: Path,
                  settings: integrity.Settings = integrity.Settings()) -> dict[str, Any]:
     """Write ``report.json``, ``report.md`` (+ ``report_histogram.png``) and ``report.html`` to ``out``."""
     out = Path(out)

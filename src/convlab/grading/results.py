@@ -13,6 +13,7 @@ say which keys exist and what they hold, and :func:`load` refuses a file that is
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypedDict, cast
 
@@ -98,7 +99,7 @@ def dumps(result: Result) -> str:
     return json.dumps(result, indent=INDENT, ensure_ascii=False) + "\n"
 
 
-def plain(result: Result) -> Result:
+def plain(result: Mapping[str, Any]) -> Result:
     """``result`` as it will read back from its file (tuples as lists, keys as strings); raises
     ``TypeError``/``ValueError`` for what JSON cannot hold."""
     return cast(Result, json.loads(json.dumps(result)))
