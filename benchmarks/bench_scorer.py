@@ -36,7 +36,7 @@ LAB = "lab5_cnn"
 _IN_PROCESS = r"""
 import json, resource, sys, time
 from pathlib import Path
-from convlab.grading import grade, score
+from convlab.grading import grade, integrity, score
 tests_source, export = Path(sys.argv[1]), Path(sys.argv[2])
 for line in sys.stdin:  # one scoring per line, in this same (warm after the first) process
     start = time.monotonic()
@@ -44,7 +44,7 @@ for line in sys.stdin:  # one scoring per line, in this same (warm after the fir
     grade._preload()
     loaded = score.load_snapshots(export)
     try:
-        result = score.score(tests, loaded, observe=grade._Collector({}))
+        result = score.score(tests, loaded, observe=integrity.Collector({}))
     finally:
         loaded.close()
     import keras

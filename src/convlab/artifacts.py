@@ -32,6 +32,7 @@ import math
 import os
 import sys
 import tempfile
+import types
 import warnings
 import zlib
 from collections.abc import Callable
@@ -138,7 +139,7 @@ def _blake2b(array: np.ndarray) -> str:
     an array seen before is reused if its CRC-32 (four times faster than BLAKE2b here) is
     unchanged, so an array modified in place since is hashed again.
     """
-    data = array.view(np.uint8).reshape(-1)
+    data = array.view(np.uint8).reshape(-1).data  # the bytes, not copied
     ident = (id(array), array.__array_interface__["data"][0], array.shape, array.dtype.str)
     check = zlib.crc32(data)
     known = _digests.get(ident)
@@ -208,7 +209,7 @@ def fingerprint(model: Any, arguments: dict[str, Any]) -> str | None:
 # ------------------------------------------------------------------------------ storage
 
 
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
+def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
     os.close(handle)
@@ -246,7 +247,7 @@ def read_manifest(directory: Path) -> dict[str, Any]:
 
 def _caller_names(model: Any) -> list[str]:
     """Names in the calling notebook cell that refer to ``model`` (for the manifest)."""
-    frame = sys._getframe(2)
+    frame: types.FrameType | None = sys._getframe(2)
     while frame is not None and frame.f_globals.get("__name__", "").startswith(("keras", "convlab")):
         frame = frame.f_back
     if frame is None:
@@ -352,7 +353,7 @@ def weights_digest(model: Any) -> str:
     for weight in model.get_weights():
         array = np.ascontiguousarray(weight)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
-        digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
+        digest.update(array.view(np.uint8).reshape(-1).data if array.size else b"")
     return digest.hexdigest()
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 import gzip
 import hashlib
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -142,7 +144,7 @@ def cifar10_class_names(root: Path | None = None) -> list[str]:
 
 
 LOADERS = {"mnist": load_mnist, "cifar10": load_cifar10}
-_KERAS_ORIGINALS: dict[str, object] = {}
+_KERAS_ORIGINALS: dict[str, Callable[[], Any]] = {}
 
 
 def _keras_module(name: str):

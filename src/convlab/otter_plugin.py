@@ -61,4 +61,4 @@ def limit_cells(timeout: int) -> None:
             self.timeout = timeout
             self.interrupt_on_timeout = True
 
-    preprocessors.ExecutePreprocessor = TimedExecutePreprocessor
+    preprocessors.ExecutePreprocessor = TimedExecutePreprocessor  # type: ignore[misc]  # otter's own class, replaced

@@ -79,7 +79,7 @@ def is_integer(value: Any, name: str) -> None:
 
 def is_fraction(value: Any, name: str) -> None:
     """``value`` is a number in [0, 1] (an accuracy as a fraction, not percent)."""
-    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= value <= 1
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= float(value) <= 1
     require(ok, f"{name}: ответ", "число от 0 до 1 (доля, не проценты)", show(value))
 
 

@@ -466,18 +466,18 @@ def test_execution_notebook_seeds_like_otter(tmp_path: Path) -> None:
 def test_feedback_can_hide_hidden_details() -> None:
     """Does the feedback show each failed check's message, and only the fact of a failed hidden
     check when hiding is asked (HTML escaped)?"""
-    from convlab.grading import grade
+    from convlab.grading import feedback
 
     result = {"student_id": "s<1>", "status": "ok", "total": 1, "max_total": 3, "questions": {"q1": {
         "score": 1, "possible": 3, "cases": [
             {"name": "q1 - 1", "points": 1, "hidden": False, "passed": False, "message": "открытое <b>"},
             {"name": "q1 - 2", "points": 2, "hidden": True, "passed": False, "message": "тайна"}]}}}
-    shown = grade.feedback_markdown(result)
+    shown = feedback.feedback_markdown(result)
     assert "открытое &lt;b&gt;" in shown and "<b>" not in shown and "тайна" in shown
     assert "| q1 | 1 | 3 |" in shown
-    hidden = grade.feedback_markdown(result, hide_hidden=True)
+    hidden = feedback.feedback_markdown(result, hide_hidden=True)
     assert "тайна" not in hidden and "скрытая проверка не пройдена" in hidden
-    page = grade.feedback_html(result, hide_hidden=True)
+    page = feedback.feedback_html(result, hide_hidden=True)
     assert "&lt;b&gt;" in page and "<b>" not in page and "тайна" not in page
     assert textwrap.dedent(page).startswith("<!DOCTYPE html>")
 

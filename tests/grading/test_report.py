@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from test_two_phase import HONEST, SETUP, autograder, config, notebook  # noqa: F401 (fixture)
 
-from convlab.grading import grade, report
+from convlab.grading import feedback, grade, integrity, report
 
 IMG = '<img alt="'
 DATA = 'src="data:image/png;base64,'
@@ -114,7 +114,7 @@ def weights(seed: int) -> list[np.ndarray]:
 
 def with_models(sid: str, **models: list[np.ndarray]) -> dict[str, Any]:
     return {"student_id": sid, "integrity": {
-        "models": {var: report.weights_fingerprint(w) for var, w in models.items()}, "answers": None}}
+        "models": {var: integrity.weights_fingerprint(w) for var, w in models.items()}, "answers": None}}
 
 
 def test_weights_flagged_exact_near_not_unrelated() -> None:
@@ -128,7 +128,7 @@ def test_weights_flagged_exact_near_not_unrelated() -> None:
     results = [with_models("ann", model1=base), with_models("ben", model1=base),
                with_models("cid", model1=noisy), with_models("dan", model1=weights(1)),
                with_models("eva", model1=wider, model2=base)]
-    flags = report.integrity(results)["weights"]
+    flags = integrity.integrity(results)["weights"]
     assert len(flags) == 1, flags
     cluster = flags[0]
     assert (cluster["variable"], cluster["students"]) == ("model1", ["ann", "ben", "cid"])
@@ -136,12 +136,12 @@ def test_weights_flagged_exact_near_not_unrelated() -> None:
     pairs = {(p["a"], p["b"]): (p["exact"], p["similarity"]) for p in cluster["pairs"]}
     assert pairs[("ann", "ben")] == (True, 1.0)
     assert not pairs[("ann", "cid")][0] and 0.995 <= pairs[("ann", "cid")][1] < 1.0
-    independent = report.cosine(results[0]["integrity"]["models"]["model1"]["sketch"],
+    independent = integrity.cosine(results[0]["integrity"]["models"]["model1"]["sketch"],
                                 results[3]["integrity"]["models"]["model1"]["sketch"])
     assert independent < 0.9
     cache: dict[str, Any] = {}
-    first = report.weights_fingerprint(base, cache)
-    assert report.weights_fingerprint(base, cache) == first == results[0]["integrity"]["models"]["model1"]
+    first = integrity.weights_fingerprint(base, cache)
+    assert integrity.weights_fingerprint(base, cache) == first == results[0]["integrity"]["models"]["model1"]
     assert list(cache) == [first["sha256"]]
 
 
@@ -160,7 +160,7 @@ TEMPLATE = ["import numpy as np\nimport keras\nfrom keras import layers", "grade
 
 
 def with_answers(sid: str, *cells: str) -> dict[str, Any]:
-    fp = report.answer_fingerprint([*TEMPLATE[:2], *cells], TEMPLATE)
+    fp = integrity.answer_fingerprint([*TEMPLATE[:2], *cells], TEMPLATE)
     return {"student_id": sid, "integrity": {"models": {}, "answers": fp}}
 
 
@@ -177,7 +177,7 @@ def test_answers_flagged_identical_renamed_not_unrelated_not_blank() -> None:
                with_answers("blank3", TEMPLATE[2])]
     assert results[4]["integrity"]["answers"]["sha256"] is None
     assert results[6]["integrity"]["answers"] == results[4]["integrity"]["answers"]
-    data = report.integrity(results)
+    data = integrity.integrity(results)
     assert data["answers_compared"] == 4
     assert [c["students"] for c in data["answers"]] == [["ann", "ben", "cid"]]
     pairs = {(p["a"], p["b"]): (p["exact"], p["similarity"]) for p in data["answers"][0]["pairs"]}
@@ -185,7 +185,7 @@ def test_answers_flagged_identical_renamed_not_unrelated_not_blank() -> None:
     assert pairs[("ann", "cid")][0] is False and pairs[("ann", "cid")][1] >= 0.9
     changed = ANSWER.replace("32", "64").replace("(3, 3)", "(5, 5)").replace("adam", "sgd").replace(
         '"relu"', '"tanh"')
-    assert report.jaccard(results[0]["integrity"]["answers"]["minhash"],
+    assert integrity.jaccard(results[0]["integrity"]["answers"]["minhash"],
                           with_answers("x", changed)["integrity"]["answers"]["minhash"]) < 0.9
 
 
@@ -199,14 +199,14 @@ def test_feedback_pictures_and_escaping(tmp_path: Path) -> None:
     matrix), none without, write the PNG files the Markdown links, and escape a student string?"""
     plain = result("plain", 1.0, q2=False)
     plain["questions"]["q2"]["cases"][0]["message"] = "<script>alert('x')</script>"
-    assert DATA not in grade.feedback_html(plain)
-    page = grade.feedback_html(plain)
+    assert DATA not in feedback.feedback_html(plain)
+    page = feedback.feedback_html(plain)
     assert "<script>" not in page and "&lt;script&gt;" in page
     pictured = result("pictured", 3.0, histories={"model1": HISTORY, "bad name<": HISTORY},
                       figures={"confusion": {"kind": "confusion", "matrix": [[5, 1], [0, 4]]}})
-    page = grade.feedback_html(pictured)
+    page = feedback.feedback_html(pictured)
     assert page.count(DATA) == 2 and page.count(IMG) == 2 and "bad name" not in page
-    grade.write_reports([plain, pictured], tmp_path)
+    feedback.write_reports([plain, pictured], tmp_path)
     assert not (tmp_path / "feedback" / "plain").exists()
     assert sorted(p.name for p in (tmp_path / "feedback" / "pictured").iterdir()) == [
         "confusion_confusion.png", "curves_model1.png"]
@@ -225,12 +225,12 @@ def test_collector_reads_models_histories_and_matrices() -> None:
     record.history = {"loss": [float(v) for v in range(1500)], "val_loss": [float("nan"), 1.0],
                       "<b>": [1.0]}
     model.history = record
-    collector = grade._Collector({"cm": "confusion", "bad": "confusion"})
+    collector = integrity.Collector({"cm": "confusion", "bad": "confusion"})
     collector("q1", "model1", model)
     collector("q2", "cm", np.array([[3, 1], [2, 4]], dtype=np.int32))
     collector("q2", "bad", np.zeros((2, 3), dtype=int))
     fp = collector.models["model1"]
-    assert fp == report.weights_fingerprint(model.get_weights()) and fp["params"] == 8
+    assert fp == integrity.weights_fingerprint(model.get_weights()) and fp["params"] == 8
     assert set(collector.histories["model1"]) == {"loss", "val_loss"}
     assert len(collector.histories["model1"]["loss"]) == 1000
     assert collector.histories["model1"]["val_loss"] == [None, 1.0]
@@ -338,9 +338,9 @@ def test_prediction_signatures_flag_permuted_and_noisy_copies_not_honest_pairs(
     models = {"ref": reference, "perm": permuted, "noisy": noisy,
               **{f"honest{i}": m for i, m in enumerate(honest)}}
     results = [{"student_id": sid, "integrity": {"models": {variable: {
-        **report.weights_fingerprint(m.get_weights()), "predictions": report.prediction_signature(m)}}}}
+        **integrity.weights_fingerprint(m.get_weights()), "predictions": integrity.prediction_signature(m)}}}}
         for sid, m in models.items()]
-    data = report.integrity(results)
+    data = integrity.integrity(results)
     by_weights = {(p["a"], p["b"]) for c in data["weights"] for p in c["pairs"]}
     flagged = {(p["a"], p["b"]) for c in data["predictions"] for p in c["pairs"]}
     assert ("ref", "perm") in flagged and ("ref", "perm") not in by_weights  # the dodge of the weights
@@ -348,9 +348,9 @@ def test_prediction_signatures_flag_permuted_and_noisy_copies_not_honest_pairs(
     assert not any(a.startswith("honest") or b.startswith("honest") for a, b in flagged | by_weights)
     spread = data["predictions_spread"][variable]
     assert 3 <= spread["pairs"] <= len(models) * (len(models) - 1) // 2 and spread["max"] == 1.0
-    sig = report.prediction_signature(reference)
-    assert sig == report.prediction_signature(reference)  # deterministic
-    assert sig["probe"].endswith("-test+blends") and len(sig["labels"]) == report.PROBE_SIZE
+    sig = integrity.prediction_signature(reference)
+    assert sig == integrity.prediction_signature(reference)  # deterministic
+    assert sig["probe"].endswith("-test+blends") and len(sig["labels"]) == integrity.PROBE_SIZE
     json.dumps(sig)  # plain data
 
 
@@ -432,17 +432,17 @@ def test_feedback_notebook_is_the_students_own_with_capped_plain_outputs() -> No
             {"output_type": "error", "ename": "RuntimeError", "evalue": "", "traceback": ["RuntimeError"]}]}]
     grader_cell = {"cell_type": "code", "source": "import convlab.grading.exporter", "outputs": []}
     executed = {"cells": [grader_cell, *shown, grader_cell]}
-    nb = grade.feedback_notebook(submitted, json.dumps(executed).encode())
+    nb = feedback.feedback_notebook(submitted, json.dumps(executed).encode())
     assert [c["source"] for c in nb["cells"]] == [
         "print('a')", "# текст", "print('b' * 10**6)\nraise RuntimeError"]
     first, _, last = nb["cells"]
     assert [o["output_type"] for o in first["outputs"]] == ["stream", "display_data"]
     assert first["outputs"][1]["data"] == {"text/plain": "<HTML>", "image/png": png}
     assert [o.get("name", o["output_type"]) for o in last["outputs"]] == ["stdout", "stderr", "error"]
-    assert len(last["outputs"][0]["text"]) == grade.FEEDBACK_CELL_OUTPUT
+    assert len(last["outputs"][0]["text"]) == feedback.FEEDBACK_CELL_OUTPUT
     assert "обрезан" in last["outputs"][1]["text"]
     nbformat.validate(nbformat.from_dict(nb))
-    assert grade.feedback_notebook(submitted, b"not json")["cells"][0]["outputs"] == []
+    assert feedback.feedback_notebook(submitted, b"not json")["cells"][0]["outputs"] == []
 
 
 def test_protection_warnings_name_what_the_notebook_could_reach() -> None:

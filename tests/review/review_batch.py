@@ -19,7 +19,7 @@ from typing import Any
 
 import nbformat
 
-from convlab.grading import batch, grade, manual, report
+from convlab.grading import batch, feedback, manual, report
 
 PROMPT_TEXT = "**Вопрос.** Почему нужна нормализация?"
 PROMPT_PLOT = "**Вопрос.** Нарисуйте кривую и объясните $\\sigma(x)$."
@@ -125,7 +125,7 @@ def write_auto_outputs(out: Path, results: list[dict[str, Any]]) -> None:
     for r in results:
         (out / "results" / f"{r['student_id']}.json").write_text(json.dumps(r))
     batch.write_gradebook(results, out / "gradebook.csv", ["q_auto"])
-    grade.write_reports(results, out)
+    feedback.write_reports(results, out)
     report.write_report(results, out)
 
 

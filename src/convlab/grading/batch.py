@@ -10,10 +10,11 @@
   ``"crashed"`` result and the batch carries on.
 * :func:`write_gradebook` writes the CSV gradebook.
 
-A result is a JSON-serializable dict. ``run_batch`` sets ``student_id`` and ``file`` and fills in
-``status`` (``"ok"`` when absent) and ``duration_s`` (seconds ``grade_one`` took) when
-``grade_one`` did not; the gradebook reads ``scores`` (question -> points) and ``total``
-(else the sum of ``scores``). A crashed result carries ``error`` (and ``traceback``).
+A result is a :class:`convlab.grading.results.Result` (stored as JSON). ``run_batch`` sets
+``student_id`` and ``file`` and fills in ``status`` (``"ok"`` when absent) and ``duration_s``
+(seconds ``grade_one`` took) when ``grade_one`` did not; the gradebook reads ``scores``
+(question -> points) and ``total`` (else the sum of ``scores``). A crashed result carries
+``error`` (and ``traceback``).
 """
 
 from __future__ import annotations
@@ -23,13 +24,11 @@ import contextlib
 import csv
 import hashlib
 import io
-import json
 import multiprocessing
 import os
 import re
 import shutil
 import sys
-import tempfile
 import time
 import traceback
 import unicodedata
@@ -40,6 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from convlab.grading import files, results
+
 SUFFIXES = (".ipynb", ".zip")
 # otter's grader.export() names the zip <notebook>_<YYYY_MM_DDTHH_MM_SS_ffffff>.zip
 _EXPORT_STAMP = re.compile(r"_\d{4}_\d{2}_\d{2}T\d{2}_\d{2}_\d{2}(?:_\d{1,6})?$")
@@ -48,7 +49,7 @@ _UNSAFE = re.compile(r"[^\w.()+,\-]+")
 _LEADING = re.compile(r"^[\W_]+")
 MAX_ID_BYTES = 96  #: bytes of an id: ``results/.<id>.json.<random>.tmp`` stays far below 255
 
-GradeOne = Callable[["Submission", Path], dict]
+GradeOne = Callable[["Submission", Path], dict[str, Any]]  #: its result becomes a Result (results.plain)
 
 #: Grading processes start fresh ("spawn"), never as forks of this process: a fork of a process
 #: that has TensorFlow running (its thread pools) can deadlock in the child's first TF call.
@@ -132,54 +133,27 @@ def discover(folder: Path) -> list[Submission]:
     return sorted(submissions)
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers (and a resumed batch) see all of it or nothing.
-    Characters UTF-8 cannot store (lone surrogates of undecodable names) are written escaped."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:64]}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", errors="backslashreplace", newline="") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):
-        dirfd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dirfd)
-        finally:
-            os.close(dirfd)
+def _crashed(submission: Submission, error: str, trace: str = "") -> results.Result:
+    result: results.Result = {"student_id": submission.student_id, "file": display_name(submission.path),
+                              "status": "crashed", "error": error}
+    if trace:
+        result["traceback"] = trace
+    return result
 
 
-def remove_stale_temps(folder: Path) -> None:
-    """Remove the temporary files that :func:`write_atomic` left in ``folder`` when killed."""
-    for stale in Path(folder).glob(".*.tmp"):
-        with contextlib.suppress(OSError):
-            stale.unlink()
-
-
-def _crashed(submission: Submission, error: str, **extra: Any) -> dict:
-    return {"student_id": submission.student_id, "file": display_name(submission.path), "status": "crashed",
-            "error": error, **extra}
-
-
-def _grade_safely(grade_one: GradeOne, submission: Submission, scratch: Path) -> dict:
+def _grade_safely(grade_one: GradeOne, submission: Submission, scratch: Path) -> results.Result:
     """Run in a pool worker: grade one submission; any exception becomes a crashed result."""
     start = time.monotonic()
     try:
         shutil.rmtree(scratch, ignore_errors=True)
         scratch.mkdir(parents=True)
-        result = grade_one(submission, scratch)
-        if not isinstance(result, dict):
-            raise TypeError(f"grade_one returned {type(result).__name__}, not a dict")
-        result = json.loads(json.dumps(result))
+        returned = grade_one(submission, scratch)
+        if not isinstance(returned, dict):
+            raise TypeError(f"grade_one returned {type(returned).__name__}, not a dict")
+        result = results.plain(returned)
     except (Exception, SystemExit) as exc:  # not KeyboardInterrupt: an interrupted batch resumes
         result = _crashed(submission, f"{type(exc).__name__}: {exc}",
-                          traceback=traceback.format_exc()[-4000:])
+                          trace=traceback.format_exc()[-4000:])
     result["student_id"] = submission.student_id
     result["file"] = display_name(submission.path)
     result.setdefault("status", "ok")
@@ -205,7 +179,7 @@ class _Progress:
         sys.stderr.write(f"\rgraded {self.done}/{self.total}{'  ' + last if last else ''}\x1b[K")
         sys.stderr.flush()
 
-    def update(self, result: dict) -> None:
+    def update(self, result: results.Result) -> None:
         self.done += 1
         if not self.enabled:
             return
@@ -244,17 +218,9 @@ class DaskEngine:
     address: str = "local"
 
 
-def _load(path: Path) -> dict | None:
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return result if isinstance(result, dict) else None
-
-
 def run_batch(submissions: Sequence[Submission], grade_one: GradeOne, out: Path, *,
               workers: int | None = os.cpu_count(), regrade: bool = False,
-              progress: bool = True, engine: DaskEngine | None = None) -> list[dict]:
+              progress: bool = True, engine: DaskEngine | None = None) -> list[results.Result]:
     """Grade ``submissions`` with ``grade_one`` in ``workers`` processes; return every result.
 
     ``grade_one(submission, scratch)`` must be a picklable top-level function; ``scratch`` is an
@@ -268,32 +234,32 @@ def run_batch(submissions: Sequence[Submission], grade_one: GradeOne, out: Path,
     out = Path(out)
     results_dir = out / "results"
     results_dir.mkdir(parents=True, exist_ok=True)
-    remove_stale_temps(results_dir)  # left by a batch killed while writing
+    files.remove_stale_temps(results_dir)  # left by a batch killed while writing
     ids = [s.student_id for s in submissions]
     if len(set(ids)) != len(ids):
         raise ValueError("submissions must have unique student ids")
 
-    results: dict[str, dict] = {}
+    graded: dict[str, results.Result] = {}
     todo: list[Submission] = []
     for sub in submissions:
-        old = None if regrade else _load(results_dir / f"{sub.student_id}.json")
+        old = None if regrade else results.load(results_dir / f"{sub.student_id}{results.SUFFIX}")
         if old is not None:
-            results[sub.student_id] = old
+            graded[sub.student_id] = old
         else:
             todo.append(sub)
 
-    bar = _Progress(len(submissions), len(results), progress)
+    bar = _Progress(len(submissions), len(graded), progress)
 
-    def record(result: dict) -> None:
+    def record(result: results.Result) -> None:
         sid = result["student_id"]
         try:
-            write_atomic(results_dir / f"{sid}.json", json.dumps(result, indent=2, ensure_ascii=False) + "\n")
+            results.write(results_dir / f"{sid}{results.SUFFIX}", result)
         except (OSError, TypeError, ValueError) as exc:  # this submission's result only: carry on
-            result = {**{k: result.get(k) for k in ("student_id", "file")}, "status": "crashed",
+            result = {"student_id": sid, "file": result.get("file", ""), "status": "crashed",
                       "error": f"the result could not be written: {type(exc).__name__}: {exc}"}
             with contextlib.suppress(OSError, TypeError, ValueError):
-                write_atomic(results_dir / f"{sid}.json", json.dumps(result, indent=2) + "\n")
-        results[sid] = result
+                results.write(results_dir / f"{sid}{results.SUFFIX}", result)
+        graded[sid] = result
         bar.update(result)
 
     n = max(1, min(workers or 1, len(todo) or 1))
@@ -304,11 +270,11 @@ def run_batch(submissions: Sequence[Submission], grade_one: GradeOne, out: Path,
             _grade_all_dask(todo, grade_one, out / "work", n, record, engine.address)
     finally:
         bar.close()
-    return [results[sub.student_id] for sub in submissions]
+    return [graded[sub.student_id] for sub in submissions]
 
 
 def _grade_all(todo: Iterable[Submission], grade_one: GradeOne, work: Path, workers: int,
-               record: Callable[[dict], None]) -> None:
+               record: Callable[[results.Result], None]) -> None:
     """Keep at most ``workers`` gradings in flight. When a grading process dies, the pool breaks
     and every grading in flight fails with it: those are graded again one at a time, each in a
     pool of its own, so that only the one that kills its process is recorded as crashed."""
@@ -341,15 +307,15 @@ def _grade_all(todo: Iterable[Submission], grade_one: GradeOne, work: Path, work
                     else:
                         record(result)
 
-        def alone(sub: Submission) -> dict:
+        def alone(sub: Submission) -> results.Result:
             with cf.ProcessPoolExecutor(max_workers=1, mp_context=_CONTEXT) as pool:
                 return pool.submit(_grade_safely, grade_one, sub, work / sub.student_id).result()
 
         _regrade_alone(suspects, alone, (BrokenProcessPool,), record)
 
 
-def _regrade_alone(suspects: Iterable[Submission], grade_alone: Callable[[Submission], dict],
-                   died: tuple[type[BaseException], ...], record: Callable[[dict], None]) -> None:
+def _regrade_alone(suspects: Iterable[Submission], grade_alone: Callable[[Submission], results.Result],
+                   died: tuple[type[BaseException], ...], record: Callable[[results.Result], None]) -> None:
     """Grade each suspect again on its own (both engines): a grading process that dies takes
     every grading it held down with it, so only a submission that kills its process when graded
     alone is recorded as crashed."""
@@ -362,7 +328,7 @@ def _regrade_alone(suspects: Iterable[Submission], grade_alone: Callable[[Submis
 
 
 def _grade_all_dask(todo: Sequence[Submission], grade_one: GradeOne, work: Path, workers: int,
-                    record: Callable[[dict], None], address: str) -> None:
+                    record: Callable[[results.Result], None], address: str) -> None:
     """Submit every grading to Dask and record each result as it arrives.
 
     When a worker dies, every task it held fails with Dask's ``KilledWorker`` (after the
@@ -388,7 +354,7 @@ def _grade_all_dask(todo: Sequence[Submission], grade_one: GradeOne, work: Path,
             client = stack.enter_context(Client(address))
         batch = uuid.uuid4().hex[:8]
 
-        def submit(sub: Submission, tag: str = ""):
+        def submit(sub: Submission, tag: str = "") -> Any:
             return client.submit(_grade_safely, grade_one, sub, work / sub.student_id, pure=False,
                                  retries=0, key=f"grade-{sub.student_id}-{batch}{tag}")
 
@@ -428,7 +394,7 @@ def csv_text(value: Any) -> str:
     return "'" + text if text.startswith(_FORMULA) else text
 
 
-def write_gradebook(results: Iterable[dict], path: Path, questions: list[str]) -> None:
+def write_gradebook(graded: Iterable[results.Result], path: Path, questions: list[str]) -> None:
     """Write the CSV gradebook atomically: one row per result, columns ``student_id, file, status,
     <question>... , total, duration_s``. A question without a score is left empty; ``total`` is
     the result's ``total``, else the sum of its scores."""
@@ -436,7 +402,7 @@ def write_gradebook(results: Iterable[dict], path: Path, questions: list[str]) -
     writer = csv.writer(buffer, lineterminator="\r\n")  # RFC 4180: a CR or LF in a cell is quoted
     header = ("student_id", "file", "status", *questions, "total", "duration_s")
     writer.writerow([csv_text(h) for h in header])
-    for result in results:
+    for result in graded:
         scores = result.get("scores") or {}
         total = result.get("total")
         if total is None:
@@ -446,4 +412,4 @@ def write_gradebook(results: Iterable[dict], path: Path, questions: list[str]) -
                          csv_text(result.get("status", "")),
                          *(_number(scores.get(q)) for q in questions), _number(total),
                          "" if duration is None else f"{float(duration):.1f}"])
-    write_atomic(Path(path), buffer.getvalue())
+    files.write_text(Path(path), buffer.getvalue())

@@ -20,8 +20,8 @@ The grader (trusted) never runs submission code in its own process. :func:`execu
    cells rather than drop them because *when* a question is checked matters: Lab 5 reuses
    ``x_train`` for MNIST and then CIFAR-10. The first cell also caps what each cell prints, in
    the kernel (:func:`convlab.grading.exporter.cap_output`).
-3. runs :data:`RUNNER` (nbclient, ``allow_errors=True``, a per-cell timeout that interrupts the
-   cell and carries on, outputs capped at :data:`MAX_CELL_OUTPUT` per cell and
+3. runs :mod:`convlab.grading.runner` (nbclient, ``allow_errors=True``, a per-cell timeout that
+   interrupts the cell and carries on, outputs capped at :data:`MAX_CELL_OUTPUT` per cell and
    :data:`MAX_OUTPUT` in all) with :func:`convlab.grading.sandbox.run`: wall-clock and memory
    limits, no network, unprivileged user, reads confined (mount namespace: the notebook sees the
    Python environment and the datasets read-only, its working directory, nothing else of the
@@ -58,7 +58,7 @@ import nbformat
 import convlab
 from convlab import datasets
 from convlab.build import STUDENT_MODULES
-from convlab.grading import sandbox
+from convlab.grading import runner, sandbox
 
 MAX_MEMBERS = 2000
 MAX_UNPACKED = 4 << 30  #: bytes a zip submission may unpack to
@@ -75,91 +75,13 @@ MAX_OUTPUT = 20 << 20  #: characters of outputs kept in the whole executed noteb
 #: what a cut cell shows, from the kernel's cap (exporter.cap_output) or the runner's
 CUT_NOTE = f"\n[вывод ячейки обрезан: больше {MAX_CELL_OUTPUT} символов]\n"
 
-# nbclient with bounded outputs: past a cell's or the notebook's budget, outputs are dropped as
-# they arrive (one note says so; a cell's error is kept, its traceback trimmed), so that a cell
-# printing gigabytes or printing forever (until the cell timeout) costs neither the runner's
-# memory nor a giant executed notebook.
-RUNNER = r"""
-import sys, nbformat
-from nbclient import NotebookClient
-import asyncio, time
-source, target, timeout = sys.argv[1], sys.argv[2], float(sys.argv[3])
-cell_budget, total_budget, NOTE = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
-grace = float(sys.argv[7])
-
-class KernelKilled(Exception):
-    pass
-
-def size(out):
-    if out.get("output_type") == "stream":
-        return len(out.get("text", ""))
-    if out.get("output_type") == "error":
-        return sum(len(line) for line in out.get("traceback", [])) + len(str(out.get("evalue", "")))
-    return sum(len(v) if isinstance(v, str) else len(str(v)) for v in (out.get("data") or {}).values())
-
-class BoundedClient(NotebookClient):
-    used = {}
-    total = 0
-    interrupted = None  # when the running cell was interrupted at its time limit
-
-    async def _async_handle_timeout(self, timeout, cell=None):
-        # nbclient interrupts (SIGINT) and waits on; a cell that ignores SIGINT would then hold
-        # the notebook until the sandbox's wall-clock limit: past a grace period, kill its kernel
-        now = time.monotonic()
-        if self.interrupted is None:
-            self.interrupted = now
-        elif now - self.interrupted > grace:
-            await self.km.shutdown_kernel(now=True)
-            raise KernelKilled(cell)
-        await asyncio.sleep(0.2)
-        return await super()._async_handle_timeout(timeout, cell)
-
-    async def async_execute_cell(self, cell, cell_index, *args, **kwargs):
-        self.interrupted = None
-        return await super().async_execute_cell(cell, cell_index, *args, **kwargs)
-
-    def output(self, outs, msg, display_id, cell_index):
-        out = super().output(outs, msg, display_id, cell_index)
-        if out is None or not outs or outs[-1] is not out:
-            return out
-        if out.get("output_type") == "error":  # one per cell at most: kept, trimmed
-            out["traceback"] = [str(line)[:2000] for line in out.get("traceback", [])[-30:]]
-            out["evalue"] = str(out.get("evalue", ""))[:2000]
-            BoundedClient.total += size(out)
-            return out
-        n = size(out)
-        used = self.used.get(cell_index, 0)
-        if used < 0:  # this cell is already cut
-            outs.pop()
-            return None
-        if used + n > cell_budget or BoundedClient.total + n > total_budget:
-            outs.pop()
-            self.used[cell_index] = -1
-            outs.append(nbformat.v4.new_output("stream", name="stderr", text=NOTE))
-            return None
-        self.used[cell_index] = used + n
-        BoundedClient.total += n
-        return out
-
-nb = nbformat.read(source, as_version=4)
-client = BoundedClient(nb, timeout=timeout, interrupt_on_timeout=True, allow_errors=True,
-                       kernel_name="python3", record_timing=False, startup_timeout=120,
-                       resources={"metadata": {"path": "."}})
-try:
-    client.execute()
-except KernelKilled:
-    nbformat.write(nb, target)
-    print("convlab: a cell ignored the interrupt at the cell time limit; its kernel was killed",
-          file=sys.stderr)
-    sys.exit(3)
-finally:
-    nbformat.write(nb, target)
-"""
+#: the runner (nbclient, outputs bounded), run by path in the sandbox: see its docstring
+RUNNER = Path(runner.__file__)
 
 
 #: seconds a cell interrupted at its time limit has to stop before its kernel is killed
 INTERRUPT_GRACE = 10.0
-KERNEL_KILLED = 3  #: the runner's exit code when it killed a kernel that ignored the interrupt
+KERNEL_KILLED = runner.KERNEL_KILLED  #: the runner's exit code: it killed a kernel that ignored the interrupt
 #: the first line of an execution's message when the sandbox stopped it
 STOPPED = {"processes": "выполнение остановлено: превышен лимит числа процессов и потоков",
            "disk": "выполнение остановлено: превышен лимит объёма файлов, записанных блокнотом",
@@ -347,7 +269,7 @@ def unpack(submission: Path, workdir: Path, lab: str | None = None, *, max_membe
 # --------------------------------------------------------------------------- the notebook to run
 def _ignored(cell: Any) -> bool:
     meta = cell.get("metadata") or {}
-    otter = meta.get("otter") if isinstance(meta.get("otter"), dict) else {}
+    otter = found if isinstance(found := meta.get("otter"), dict) else {}
     return "otter_ignore" in (meta.get("tags") or []) or bool(otter.get("ignore"))
 
 
@@ -402,7 +324,7 @@ def _package_path() -> str:
 #: the kernel side of the grader (the exporter and what it imports). The rest (the hidden checks,
 #: ``thresholds.json``, the grader, every ``__pycache__``) is hidden from the kernel in the sandbox.
 KERNEL_MODULES = (*STUDENT_MODULES, "grading/__init__.py", "grading/exporter.py", "grading/probes.py",
-                  "grading/model_policy.py", "grading/layers.py")
+                  "grading/model_policy.py", "grading/layers.py", "grading/runner.py")
 
 
 def hidden_from_kernel(package: Path | None = None) -> list[str]:
@@ -522,7 +444,7 @@ def execute(submission: Path, lab: str, needed: dict[str, list[str]], settings: 
                                 confine_reads=settings.confine_reads, allow_root=settings.allow_root,
                                 max_processes=settings.max_processes, disk_bytes=settings.disk_bytes,
                                 shm_bytes=settings.shm_bytes)
-        command = [sys.executable, "-c", RUNNER, NOTEBOOK, EXECUTED, str(settings.cell_timeout),
+        command = [sys.executable, "-P", str(RUNNER), NOTEBOOK, EXECUTED, str(settings.cell_timeout),
                    str(MAX_CELL_OUTPUT), str(MAX_OUTPUT), CUT_NOTE, str(INTERRUPT_GRACE)]
         outcome = sandbox.run(command, workdir=workdir.resolve(), limits=limits,  # datasets: READABLE_ENV
                               env=kernel_env(settings, workdir.resolve()), hidden=hidden_from_kernel())

@@ -437,7 +437,7 @@ def cap_output(per_cell: int, total: int, note: str) -> None:
         for stream in (sys.stdout, sys.stderr):
             with contextlib.suppress(AttributeError, TypeError):
                 if not getattr(stream.write, "convlab_cap", False):
-                    stream.write = capped(stream.write)
+                    stream.write = capped(stream.write)  # type: ignore[method-assign]  # the cap itself
 
     shell.events.register("pre_run_cell", new_cell)
 

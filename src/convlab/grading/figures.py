@@ -3,7 +3,7 @@
 Every function takes plain data (lists of numbers from a result dict, never a student object)
 and returns PNG bytes; :func:`data_uri` embeds them in a standalone HTML page. Labels that come
 from a submission (metric names) are restricted to ``[A-Za-z0-9_]`` before they get here (see
-:func:`convlab.grading.grade.plain_history`), and mathtext is off for every text drawn.
+:func:`plain_history`), and mathtext is off for every text drawn.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ import base64
 import io
 import itertools
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -113,3 +114,46 @@ def histogram(edges: Sequence[float], counts: Sequence[int], title: str = "") ->
     if title:
         ax.set_title(title, parse_math=False)
     return png(fig)
+
+
+# ------------------------------------------------------- plain data from a submission's values
+_METRIC = re.compile(r"[A-Za-z0-9_]{1,64}")
+
+
+def plain_history(history: Any) -> dict[str, list[float | None]]:
+    """A fit history as plain bounded lists: metric names of ``[A-Za-z0-9_]``, at most
+    :data:`MAX_METRICS` metrics of :data:`MAX_EPOCHS` epochs, non-finite -> None."""
+    out: dict[str, list[float | None]] = {}
+    if not isinstance(history, Mapping):
+        return out
+    for key, values in history.items():
+        if len(out) >= MAX_METRICS:
+            break
+        if not isinstance(key, str) or not _METRIC.fullmatch(key) or not isinstance(values, list | tuple):
+            continue
+        numbers: list[float | None] = []
+        for value in list(values)[:MAX_EPOCHS]:
+            try:
+                number = float(value)
+            except (TypeError, ValueError):
+                number = math.nan
+            numbers.append(float(f"{number:.6g}") if math.isfinite(number) else None)
+        out[key] = numbers
+    return out
+
+
+def plain_matrix(value: Any) -> list[list[int]] | None:
+    """A square integer matrix (at most :data:`MAX_MATRIX` rows) as lists, else None."""
+    import numpy as np
+
+    try:
+        array = np.asarray(value)
+    except Exception:
+        return None
+    if array.ndim != 2 or array.shape[0] != array.shape[1] or not 0 < array.shape[0] <= MAX_MATRIX:
+        return None
+    if array.dtype.kind == "f" and np.all(np.isfinite(array)) and np.all(array == np.round(array)):
+        array = array.astype(np.int64)
+    if array.dtype.kind not in "iu":
+        return None
+    return array.astype(np.int64).tolist()

@@ -50,7 +50,7 @@ from typing import Any
 
 import yaml
 
-from convlab.grading import batch, execute
+from convlab.grading import batch, execute, files
 
 BEGIN = "<!-- BEGIN QUESTION -->"
 END = "<!-- END QUESTION -->"
@@ -145,7 +145,7 @@ def plain_cell(cell: Mapping[str, Any], budget: list[int]) -> dict[str, Any]:
         if attachments:
             out["attachments"] = attachments
     if kind == "code":
-        outputs = []
+        outputs: list[dict[str, Any]] = []
         for output in (cell.get("outputs") or [])[:50]:
             if not isinstance(output, Mapping):
                 continue
@@ -218,7 +218,7 @@ def template_placeholders(template: Path | None) -> set[str]:
 
 # ------------------------------------------------------------------------------ extraction
 def _locked(cell: Mapping[str, Any]) -> bool:
-    meta = cell.get("metadata") if isinstance(cell.get("metadata"), Mapping) else {}
+    meta = found if isinstance(found := cell.get("metadata"), Mapping) else {}
     return meta.get("editable") is False
 
 
@@ -256,8 +256,10 @@ def extract(nb: Mapping[str, Any], questions: Sequence[Question],
             if end is None or any(i is not None and i > end for i in earlier):
                 answers[question.name] = {"status": "missing", "cells": []}
                 continue
-            span = []  # the Markdown answer cells just before the question's END marker (a code cell
-            for i in range(end - 1, -1, -1):  # there may be the previous task's answer)
+            # the Markdown answer cells just before the question's END marker (a code cell there may be
+            # the previous task's answer)
+            span: list[Mapping[str, Any]] = []
+            for i in range(end - 1, -1, -1):
                 source = _source(cells[i])
                 if (END in source or BEGIN in source or _locked(cells[i]) or len(span) >= MAX_CELLS
                         or cells[i].get("cell_type") != "markdown"):
@@ -279,10 +281,6 @@ def extract(nb: Mapping[str, Any], questions: Sequence[Question],
         if start is None:
             answers[question.name]["note"] = DELETED_PROMPT
     return answers
-
-
-def _dump(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, indent=1) + "\n"
 
 
 def _read_json(path: Path, default: Any) -> Any:
@@ -312,9 +310,9 @@ def prepare(out: Path, submissions: Iterable[batch.Submission], master: Path,
     folder = manual_folder(out)
     for sub in ("answers", "grades"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-        batch.remove_stale_temps(folder / sub)
-    batch.write_atomic(folder / "questions.json", _dump([q.as_dict() for q in questions]))
-    batch.write_atomic(folder / "lab", Path(master).stem + "\n")
+        files.remove_stale_temps(folder / sub)
+    files.write_json(folder / "questions.json", [q.as_dict() for q in questions])
+    files.write_text(folder / "lab", Path(master).stem + "\n")
     placeholders = template_placeholders(template)
     per_question: dict[str, dict[str, Any]] = {q.name: {} for q in questions}
     for submission in submissions:
@@ -326,10 +324,10 @@ def prepare(out: Path, submissions: Iterable[batch.Submission], master: Path,
         for name, answer in answers.items():
             per_question[name][submission.student_id] = answer
     rubrics = load_rubric(rubric, questions) if rubric is not None else {}
-    batch.write_atomic(folder / "status.json", _dump({q: {sid: a["status"] for sid, a in per.items()}
-                                                       for q, per in per_question.items()}))
+    files.write_json(folder / "status.json", {q: {sid: a["status"] for sid, a in per.items()}
+                                               for q, per in per_question.items()})
     for question in questions:
-        batch.write_atomic(folder / "answers" / f"{question.name}.json", _dump(per_question[question.name]))
+        files.write_json(folder / "answers" / f"{question.name}.json", per_question[question.name])
         items = rubrics.get(question.name) or default_rubric(question.points)
         with GradeStore(out).change(question.name) as data:
             if not data.get("rubric"):
@@ -412,7 +410,7 @@ class GradeStore:
             try:
                 data = self.load(question)
                 yield data
-                batch.write_atomic(path, _dump(data))
+                files.write_json(path, data)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
@@ -432,7 +430,7 @@ class GradeStore:
             grade["grader"], grade["updated"] = grader, time.strftime("%Y-%m-%dT%H:%M:%S%z")
             return {**grade, "score": grade_score(data, student)}
 
-    def set_item(self, question: str, item_id: str | None, text: str, points: float) -> dict[str, Any]:
+    def set_item(self, question: str, item_id: str | None, text: str, points: Any) -> dict[str, Any]:
         """Edit a rubric item (every answer graded with it follows) or add one (``item_id`` None)."""
         text = str(text).strip()[:500]
         with self.change(question) as data:
@@ -614,7 +612,7 @@ def merge_gradebook(path: Path, manual: Mapping[str, Mapping[str, Mapping[str, A
                "manual_total": _fmt(manual_total), "total": _fmt(auto + manual_total),
                "manual_graded": f"{graded}/{len(questions)}"}
         writer.writerow([row.get(h, "") for h in new_header])
-    batch.write_atomic(Path(path), buffer.getvalue())
+    files.write_text(Path(path), buffer.getvalue())
 
 
 _MD_MARK = ("<!-- manual -->", "<!-- /manual -->")
@@ -690,7 +688,7 @@ def _gradescope(path: Path, grades: Mapping[str, Mapping[str, Any]], questions: 
                       "visibility": "visible"})
     data["tests"] = tests
     data["score"] = round(sum(float(t.get("score") or 0) for t in tests), 4)
-    batch.write_atomic(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+    files.write_json(path, data)
 
 
 def report_data(manual: Mapping[str, Mapping[str, Mapping[str, Any]]],
@@ -716,7 +714,7 @@ def _report(out: Path, rows: list[dict[str, Any]]) -> None:
     data = _read_json(path, None)
     if isinstance(data, dict):
         data["manual"] = rows
-        batch.write_atomic(path, json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+        files.write_json(path, data)
     md = [_MD_MARK[0], "", "## Вопросы, проверяемые преподавателем", "",
           "| вопрос | баллов | проверено | средний балл | распределение (балл: число ответов) |",
           "| --- | --- | --- | --- | --- |"]
@@ -732,10 +730,10 @@ def _report(out: Path, rows: list[dict[str, Any]]) -> None:
     md += ["", _MD_MARK[1]]
     body += ["</table>", _MD_MARK[1]]
     if (out / "report.md").is_file():
-        batch.write_atomic(out / "report.md", _splice((out / "report.md").read_text(encoding="utf-8"),
+        files.write_text(out / "report.md", _splice((out / "report.md").read_text(encoding="utf-8"),
                                                       "\n".join(md) + "\n"))
     if (out / "report.html").is_file():
-        batch.write_atomic(out / "report.html", _splice((out / "report.html").read_text(encoding="utf-8"),
+        files.write_text(out / "report.html", _splice((out / "report.html").read_text(encoding="utf-8"),
                                                         "\n".join(body) + "\n", "</body>"))
 
 
@@ -760,10 +758,10 @@ def merge(out: Path) -> dict[str, Any]:
         feedback = out / "feedback"
         if (feedback / f"{student}.md").is_file():
             text = (feedback / f"{student}.md").read_text(encoding="utf-8")
-            batch.write_atomic(feedback / f"{student}.md", _splice(text, md, "## Графики"))
+            files.write_text(feedback / f"{student}.md", _splice(text, md, "## Графики"))
         if (feedback / f"{student}.html").is_file():
             text = (feedback / f"{student}.html").read_text(encoding="utf-8")
-            batch.write_atomic(feedback / f"{student}.html",
+            files.write_text(feedback / f"{student}.html",
                                _splice(text, body, "<h2>Графики</h2>", "</body>"))
         results = out / "gradescope" / student / "results.json"
         if results.is_file():
@@ -866,7 +864,7 @@ def export_lms(out: Path, system: str, mapping: Path, dest: Path, *, item: str |
             writer.writerow([entry.get("name", ""), entry["identifier"], entry.get("sis_user_id", ""),
                              entry.get("sis_login_id", ""), entry.get("section", ""), row.get("total", "")])
     Path(dest).parent.mkdir(parents=True, exist_ok=True)
-    batch.write_atomic(Path(dest), buffer.getvalue())
+    files.write_text(Path(dest), buffer.getvalue())
     return len(mapped)
 
 

@@ -395,7 +395,7 @@ def _model(kind: str, cfg: dict, given: Shape | None, summary: Summary, depth: i
             if not isinstance(lcfg, dict):
                 raise PolicyError("повреждённая конфигурация слоя")
             if name == "InputLayer":
-                declared = _input_shape(lcfg)
+                declared: Any = _input_shape(lcfg)
                 if shape is not None and declared != shape:
                     raise PolicyError(f"вход {declared} вложенной модели не совпадает с {shape}")
                 shape = declared

@@ -34,12 +34,13 @@ import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from otter.test_files.abstract_test import TestCaseResult
 from otter.test_files.exception_test import ExceptionTestFile
 
 from convlab.grading import model_policy, probes
+from convlab.grading.results import Result
 
 MAX_JSON = 64 << 20
 MAX_ARRAY = 3 << 29  #: 1.5 GiB: one array, by its header (CIFAR-10 train set as float64 fits)
@@ -144,10 +145,10 @@ def load_snapshots(export: Path | None) -> Export | None:
     except (LoadError, ValueError, KeyError, TypeError, UnicodeDecodeError):
         os.close(dirfd)
         return None
-    export = Export(dirfd=dirfd, snapshots=snapshots,
+    loaded = Export(dirfd=dirfd, snapshots=snapshots,
                     staging=Path(tempfile.mkdtemp(prefix="convlab-models-")))
-    export.arrays_refused = _array_budget(export)
-    return export
+    loaded.arrays_refused = _array_budget(loaded)
+    return loaded
 
 
 def _array_files(node: Any, found: set[str], depth: int = 0) -> None:
@@ -276,13 +277,14 @@ def _load_figure(export: Export, node: dict, cache: dict[str, Any]) -> Any:
             ax = fig.add_subplot(SubplotSpec(grid, start, stop))
         else:
             position = entry.get("position")
-            ax = fig.add_axes(position if _numbers(position, 4) else [0, 0, 1, 1])
+            left, bottom, width, height = position if _numbers(position, 4) else (0, 0, 1, 1)
+            ax = fig.add_axes((left, bottom, width, height))
         for name in entry.get("images") or []:
             ax.imshow(_load_array(export, name, cache))
     return fig
 
 
-def _numbers(value: Any, count: int) -> bool:
+def _numbers(value: Any, count: int) -> TypeGuard[list[Any]]:
     return (isinstance(value, list) and len(value) == count
             and all(isinstance(v, int | float) and not isinstance(v, bool) and math.isfinite(v)
                     for v in value))
@@ -356,12 +358,12 @@ def _environment(export: Export | None, question: str, names: list[str], fallbac
     problems: dict[str, str] = {}
     snap = export.snapshots.get(question) if export is not None else None
     values = snap.get("values") if isinstance(snap, dict) else None
-    if not isinstance(values, dict):
+    if export is None or not isinstance(values, dict):
         return env, {name: fallback for name in names}
     cache: dict[str, Any] = dict(models or {})
     for name in names:
-        entry = values.get(name)
-        kind = entry.get("kind") if isinstance(entry, dict) else None
+        entry = found if isinstance(found := values.get(name), dict) else {}
+        kind = entry.get("kind")
         if kind == "value":
             try:
                 env[name] = decode(entry.get("value"), export, cache)
@@ -514,17 +516,18 @@ def score(tests: list[ExceptionTestFile], export: Export | None, *, status: str 
     return result
 
 
-def gradescope(result: dict[str, Any], *, show_hidden: bool = False) -> dict[str, Any]:
+def gradescope(result: Result, *, show_hidden: bool = False) -> dict[str, Any]:
     """A Gradescope ``results.json`` (otter's layout) for one result dict."""
     visibility = "after_published" if show_hidden else "hidden"
     public = "\n\n".join(v.get("public_output", "") for v in result.get("questions", {}).values())
-    tests = [{"name": "Public Tests", "visibility": "visible", "output": public,
-              "status": "passed" if all(c["passed"] for v in result.get("questions", {}).values()
-                                        for c in v["cases"] if not c["hidden"]) else "failed"}]
+    tests: list[dict[str, Any]] = [{"name": "Public Tests", "visibility": "visible", "output": public,
+                                     "status": "passed" if all(
+                                         c["passed"] for v in result.get("questions", {}).values()
+                                         for c in v["cases"] if not c["hidden"]) else "failed"}]
     for question, value in result.get("questions", {}).items():
         tests.append({"name": question, "score": value["score"], "max_score": value["possible"],
                       "output": value["output"], "visibility": visibility})
-    out = {"tests": tests, "score": result.get("total", 0.0)}
+    out: dict[str, Any] = {"tests": tests, "score": result.get("total", 0.0)}
     if result.get("status") not in (None, "ok"):
         out["output"] = f"Статус оценивания: {result['status']}. {result.get('reason', '')}".strip()
     return out

@@ -1,0 +1,63 @@
+"""The grader's one atomic file writer: a reader (and a resumed batch) sees all of a file or nothing.
+
+Every output of ``convlab grade`` and of the manual-grading tools (results, gradebook, feedback,
+reports, grade files) goes through :func:`write_text`, :func:`write_bytes` or :func:`write_json`:
+the data goes to a temporary file beside the target (``.<name>.<random>.tmp``), is flushed to
+disk, then renamed over the target, and the folder is synced. A writer killed half-way leaves only
+such a temporary file, which :func:`remove_stale_temps` removes before the next run.
+
+(The student kit's :mod:`convlab.artifacts` keeps a writer of its own: the student wheel holds no
+``grading`` module.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+TEMP_SUFFIX = ".tmp"
+_NAME_CHARS = 64  #: characters of the target's name kept in its temporary file's name
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically (see the module docstring)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:_NAME_CHARS]}.", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    with contextlib.suppress(OSError):
+        dirfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dirfd)
+        finally:
+            os.close(dirfd)
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write ``text`` as UTF-8 to ``path`` atomically, newlines as given. Characters UTF-8 cannot
+    store (lone surrogates of undecodable file names) are written escaped."""
+    write_bytes(path, text.encode("utf-8", errors="backslashreplace"))
+
+
+def write_json(path: Path, value: Any, *, indent: int | None = 1) -> None:
+    """Write ``value`` as JSON (non-ASCII kept as UTF-8, a final newline) to ``path`` atomically."""
+    write_text(path, json.dumps(value, indent=indent, ensure_ascii=False) + "\n")
+
+
+def remove_stale_temps(folder: Path) -> None:
+    """Remove the temporary files that a killed writer left in ``folder``."""
+    for stale in Path(folder).glob(f".*{TEMP_SUFFIX}"):
+        with contextlib.suppress(OSError):
+            stale.unlink()

@@ -1,0 +1,36 @@
+"""The one atomic writer (grading/files.py) and the stored result form (grading/results.py)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from convlab.grading import files, results
+
+
+def test_atomic_writers_leave_nothing_half_written(tmp_path: Path) -> None:
+    """Do text, bytes and JSON land whole (newlines as given, lone surrogates escaped), leave no
+    temporary file, and does remove_stale_temps remove a killed writer's leftovers only?"""
+    files.write_text(tmp_path / "a.csv", "x\r\ny\udcff\n")
+    files.write_bytes(tmp_path / "b.png", b"\x89PNG")
+    files.write_json(tmp_path / "c.json", {"ключ": [1, 2]})
+    assert (tmp_path / "a.csv").read_bytes() == b"x\r\ny\\udcff\n"
+    assert (tmp_path / "b.png").read_bytes() == b"\x89PNG"
+    assert (tmp_path / "c.json").read_text(encoding="utf-8") == '{\n "ключ": [\n  1,\n  2\n ]\n}\n'
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.png", "c.json"]
+    (tmp_path / ".c.json.abc.tmp").write_text("half")
+    files.remove_stale_temps(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.csv", "b.png", "c.json"]
+
+
+def test_results_round_trip_and_refuse_what_is_not_a_result(tmp_path: Path) -> None:
+    """Does a stored result read back equal (tuples as lists), and is a file that is not a JSON
+    object, or not JSON, no result?"""
+    result: results.Result = {"student_id": "s", "status": "ok", "total": 1.5, "messages": ["ö"]}
+    results.write(tmp_path / "s.json", result)
+    assert results.load(tmp_path / "s.json") == result
+    assert results.plain({"scores": ("a", 1)}) == {"scores": ["a", 1]}
+    (tmp_path / "list.json").write_text(json.dumps([1]))
+    (tmp_path / "bad.json").write_text("{")
+    assert results.load(tmp_path / "list.json") is None and results.load(tmp_path / "bad.json") is None
+    assert results.load(tmp_path / "missing.json") is None
