@@ -45,7 +45,7 @@ CASES = [(lab, scenario) for lab in LABS
          for scenario in corpus.load(ROOT / "tests" / "fixtures" / lab / "scenarios.yml")
          if set(scenario.env) <= LAB_ENV and (FULL or lab not in SUBSET or scenario.name in SUBSET[lab])]
 
-OTTER_UNDEFINED = "получено None"
+OTTER_UNDEFINED = "получено: None"
 TWO_PHASE_UNDEFINED = "в блокноте нет такой переменной"
 
 pytestmark = pytest.mark.slow
