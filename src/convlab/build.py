@@ -230,7 +230,10 @@ def stage(lab: str, ctx: Context) -> None:
     dest = ctx.work / "assignments"
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(src / lab, dest / lab, ignore=shutil.ignore_patterns("artifacts", ".*"))
-    config = yaml.safe_load((src / "assign_config.yml").read_text())
+    # the shared config names no requirements file, so a plain `otter assign` of a master works;
+    # the build adds the one it writes (first, where otter's docs put it)
+    config = {"requirements": "requirements.txt",
+              **yaml.safe_load((src / "assign_config.yml").read_text())}
     build_wheel(dest / lab)
     config["autograder_files"] = [*config.get("autograder_files", []), WHEEL]
     requirements = [*GRADING_REQUIREMENTS, f"/autograder/source/files/{WHEEL}"]
