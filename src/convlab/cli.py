@@ -231,10 +231,16 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_export)
 
     args = parser.parse_args(argv)
-    from convlab import datasets
+    from convlab import datasets, tflog
 
     datasets.absolutize_env()
-    return args.func(args)
+    # every process this command starts (grading workers, kernels, otter) inherits both: no
+    # TensorFlow log lines between the progress lines, whatever the caller's shell sets
+    os.environ.update(tflog.ENV)
+    if args.command not in ("build", "grade"):
+        return args.func(args)
+    with tflog.filtered_stderr():  # the lines ENV cannot stop (see tflog), for the long commands
+        return args.func(args)
 
 
 if __name__ == "__main__":
