@@ -39,6 +39,7 @@ import nbformat
 import yaml
 
 import convlab
+from convlab import labs
 from convlab.artifacts import files_of
 from convlab.tflog import NATIVE_LOG_LINE, quiet_env
 
@@ -81,9 +82,8 @@ class Context:
 
 
 def discover(root: Path) -> list[str]:
-    """Names of the labs: ``assignments/<lab>/<lab>.ipynb``."""
-    return sorted(p.parent.name for p in (root / "assignments").glob("*/*.ipynb")
-                  if p.stem == p.parent.name)
+    """Names of the labs: ``assignments/<lab>/<lab>.ipynb`` (:func:`convlab.labs.discover`)."""
+    return labs.discover(root)
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -113,7 +113,8 @@ def test_nin_block_probed_right_forms_pass(fn):
      "padding='valid', num_1x1=1) на входе (16, 16, 3): ожидается: слои «Conv2D 6 5x5 valid stride 2 relu"),
     (lambda num_channels, kernel_size, strides, padding, num_1x1=2:
      block(num_channels, kernel_size, strides, padding, 2),
-     "num_1x1=1) на входе (16, 16, 3): ожидается: слои «Conv2D 6 5x5 valid stride 2 relu, Conv2D 6 1x1 relu»; "
+     "num_1x1=1) на входе (16, 16, 3): ожидается: слои «Conv2D 6 5x5 valid stride 2 relu, "
+     "Conv2D 6 1x1 relu»; "
      "получено: «Conv2D 6 5x5 valid stride 2 relu, Conv2D 6 1x1 relu, Conv2D 6 1x1 relu»."),
     (lambda num_channels, kernel_size, strides, padding, num_1x1=2:
      block(num_channels, kernel_size, strides, padding, 0),
@@ -203,8 +204,10 @@ def test_nin_network_passes_for_reference():
      "nin: число фильтров последнего блока: ожидается: 3 (по числу классов); получено: 6."),
     (lambda: network(dense=True),
      "nin: полносвязные слои: ожидается: их нет (выход — глобальный average pooling); получено: «Flatten»"),
-    (lambda: network(num_1x1=0), "nin, блок №1: число слоёв 1×1 после свёртки 3x3: ожидается: 2; получено: 0."),
-    (lambda: network(num_1x1=1), "nin, блок №1: число слоёв 1×1 после свёртки 3x3: ожидается: 2; получено: 1."),
+    (lambda: network(num_1x1=0),
+     "nin, блок №1: число слоёв 1×1 после свёртки 3x3: ожидается: 2; получено: 0."),
+    (lambda: network(num_1x1=1),
+     "nin, блок №1: число слоёв 1×1 после свёртки 3x3: ожидается: 2; получено: 1."),
 ], ids=["20_filter_style_head", "dense_head", "no_1x1", "one_1x1"])
 def test_nin_network_wrong_forms_fail(model, message):
     with pytest.raises(CheckFailed, match=exactly(message)):
@@ -314,7 +317,8 @@ def test_forged_history_on_untrained_model_is_not_schedule_evidence(fake_dataset
             "nin: скорость обучения в оптимизаторе после обучения: ожидается: 0.0002575 (расписание "
             "последней эпохи); получено: 0.001.")):
         checks.schedule_attached(model, 1e-3, 1e-5, 3)
-    with pytest.raises(CheckFailed, match=exactly("nin: шагов оптимизатора (optimizer.iterations): ожидается")):
+    with pytest.raises(CheckFailed,
+                       match=exactly("nin: шагов оптимизатора (optimizer.iterations): ожидается")):
         checks.schedule_attached(model, 1e-3, 1e-5, 3, 8)
 
 

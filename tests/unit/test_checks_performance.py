@@ -294,7 +294,8 @@ def test_argmax_labels_wrong_labels_fail():
 def test_argmax_labels_probabilities_instead_of_labels_fail():
     """Does passing the raw outputs (not class numbers) fail on the size?"""
     scores = np.eye(3, dtype=np.float32)
-    with pytest.raises(CheckFailed, match=re.escape("y_pred_labels: размер: ожидается: (3,); получено: (9,)")):
+    with pytest.raises(CheckFailed,
+                       match=re.escape("y_pred_labels: размер: ожидается: (3,); получено: (9,)")):
         checks.argmax_labels(scores, scores)
 
 
