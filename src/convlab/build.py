@@ -25,7 +25,6 @@ from __future__ import annotations
 import filecmp
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -40,7 +39,9 @@ import nbformat
 import yaml
 
 import convlab
+from convlab import labs
 from convlab.artifacts import files_of
+from convlab.tflog import NATIVE_LOG_LINE, quiet_env
 
 #: Packages the grading kernel needs, pinned like pyproject.toml (otter adds itself).
 GRADING_REQUIREMENTS = [
@@ -81,9 +82,8 @@ class Context:
 
 
 def discover(root: Path) -> list[str]:
-    """Names of the labs: ``assignments/<lab>/<lab>.ipynb``."""
-    return sorted(p.parent.name for p in (root / "assignments").glob("*/*.ipynb")
-                  if p.stem == p.parent.name)
+    """Names of the labs: ``assignments/<lab>/<lab>.ipynb`` (:func:`convlab.labs.discover`)."""
+    return labs.discover(root)
 
 
 # ----------------------------------------------------------------------------- helpers
@@ -145,10 +145,6 @@ RUSSIAN_TEXT = {
 }
 
 
-#: TensorFlow's C++ (absl) log lines, written to stderr before TF_CPP_MIN_LOG_LEVEL is read
-#: ("I0000 00:00:1796096763.756804   13156 port.cc:153] oneDNN custom operations are on ...")
-NATIVE_LOG_LINE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\) is called"
-                             r"|[IWEF]\d{4} \d\d:\d\d:\d+\.\d+ +\d+ [\w.]+:\d+\] )")
 
 
 def without_native_logs(outputs: list[Any]) -> list[Any]:
@@ -230,7 +226,10 @@ def stage(lab: str, ctx: Context) -> None:
     dest = ctx.work / "assignments"
     shutil.rmtree(dest, ignore_errors=True)
     shutil.copytree(src / lab, dest / lab, ignore=shutil.ignore_patterns("artifacts", ".*"))
-    config = yaml.safe_load((src / "assign_config.yml").read_text())
+    # the shared config names no requirements file, so a plain `otter assign` of a master works;
+    # the build adds the one it writes (first, where otter's docs put it)
+    config = {"requirements": "requirements.txt",
+              **yaml.safe_load((src / "assign_config.yml").read_text())}
     build_wheel(dest / lab)
     config["autograder_files"] = [*config.get("autograder_files", []), WHEEL]
     requirements = [*GRADING_REQUIREMENTS, f"/autograder/source/files/{WHEEL}"]
@@ -255,7 +254,7 @@ def assign(lab: str, ctx: Context) -> None:
         "main(sys.argv[1], sys.argv[2], no_run_tests=True, no_pdfs=True)\n"
     )
     result = subprocess.run([sys.executable, "-c", code, str(master), str(dist)],
-                            cwd=master.parent, capture_output=True, text=True)
+                            cwd=master.parent, capture_output=True, text=True, env=quiet_env())
     if result.returncode != 0:
         raise BuildError(f"otter assign failed for {lab}:\n{result.stdout}\n{result.stderr}")
 
@@ -297,7 +296,7 @@ def _execute(notebook: Path, workdir: Path, env: dict[str, str]) -> None:
 
     nb = nbformat.read(notebook, as_version=4)
     saved = dict(os.environ)
-    os.environ.update(env)
+    os.environ.update(quiet_env(env))  # the kernel inherits this environment
     try:
         client = NotebookClient(nb, timeout=7200, kernel_name="python3",
                                 resources={"metadata": {"path": str(workdir)}})
@@ -325,8 +324,8 @@ def solve(lab: str, ctx: Context) -> None:
         shutil.copytree(reference, workdir / "artifacts")
     used = workdir / "used-artifacts.log"
     # the kernel runs in workdir, so the notebook's own relative artifacts/ folder is used;
-    # level 3 keeps TensorFlow's C++ log lines out of the committed outputs
-    env = {"CONVLAB_ARTIFACTS_LOG": str(used), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # _execute sets TensorFlow's log level (tflog.ENV), normalize_notebook drops what it misses
+    env = {"CONVLAB_ARTIFACTS_LOG": str(used)}
     if ctx.check:
         env["CONVLAB_NO_TRAIN"] = "1"
     ctx.log(f"  executing the {lab} solution (reference models reused when unchanged)")
@@ -373,7 +372,7 @@ def otter_run(submission: Path, autograder_zip: Path, output: Path,
     result = subprocess.run(
         [str(otter), "run", "-a", str(autograder_zip), "-o", str(output), "--no-logo",
          str(submission)], capture_output=True, text=True, timeout=timeout,
-        env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})})
+        env=quiet_env({**os.environ, **(env or {})}))
     (output / "otter-run.log").write_text(result.stdout + "\n" + result.stderr)
     results = output / "results.json"
     if result.returncode != 0 or not results.is_file():

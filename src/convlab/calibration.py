@@ -3,7 +3,9 @@
 The model-building functions are taken from the master notebook itself (``create_modelN``
 definitions in its solution cells), so the calibration trains exactly the reference solution.
 Results are appended run by run to ``docs/calibration/<lab>.json`` (a killed run resumes),
-and :func:`thresholds` turns them into the thresholds the hidden checks use.
+and :func:`thresholds` turns them into the thresholds the hidden checks use. What each lab
+trains and which thresholds it fixes is declared in ``assignments/<lab>/lab.yml``
+(:mod:`convlab.labs`).
 """
 
 from __future__ import annotations
@@ -12,49 +14,16 @@ import ast
 import json
 import statistics
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import numpy as np
 
+from convlab.labs import Lab, ModelPlan
 
-#: What each calibrated model trains on and how (the notebook's fit arguments).
-@dataclass(frozen=True, kw_only=True)
-class ModelPlan:
-    function: str  #: name of the builder in the master notebook
-    dataset: str  #: "mnist" or "cifar10"
-    epochs: int
-    batch_size: int = 128
-    kwargs: tuple[tuple[str, Any], ...] = ()  #: extra keyword arguments of the builder
-    #: a master function ``(epoch, lr_0, lr_min, T)`` driving a LearningRateScheduler with the
-    #: master's ``LR_0`` and ``LR_MIN`` and ``T = epochs``
-    schedule: str | None = None
-
-
-PLANS: dict[str, dict[str, ModelPlan]] = {
-    "lab5_cnn": {
-        "model1": ModelPlan(function="create_model1", dataset="mnist", epochs=3),
-        "model2": ModelPlan(function="create_model2", dataset="mnist", epochs=3),
-        "model4": ModelPlan(function="create_model4", dataset="cifar10", epochs=15),
-        "model5": ModelPlan(function="create_model5", dataset="cifar10", epochs=15),
-        "model6": ModelPlan(function="create_model6", dataset="cifar10", epochs=15),
-    },
-    # graded only from submitted weights; the ablation's accuracy is not graded
-    "lab6_nin": {
-        "nin": ModelPlan(function="create_nin", dataset="cifar10", epochs=8, schedule="cosine_lr"),
-    },
-}
-
-#: Thresholds set by a stated reason rather than by the rule: model -> (threshold, reason).
-FIXED: dict[str, dict[str, tuple[float, str]]] = {
-    "lab5_cnn": {"model1": (0.92, "fixed by the lab text")},
-    # The rule gives 0.76 over 4 GPU (JAX) runs and the 1 CPU (TensorFlow) run, which lies 0.017
-    # below the GPU runs: with a single run on the backend students use, the spread there is not
-    # known, so the threshold is the lab's own target for the reference (docs/calibration.md).
-    "lab6_nin": {"nin": (0.75, "the lab's target; below the rule's 0.76, see the text")},
-}
+__all__ = ["ModelPlan", "backend_description", "builders_from_master", "prepared", "report", "run",
+           "thresholds", "write"]
 
 
 def builders_from_master(master: Path) -> dict[str, Any]:
@@ -113,15 +82,15 @@ def backend_description() -> str:
     return f"tensorflow {tf.__version__} on {where}"
 
 
-def run(lab: str, master: Path, out: Path, seeds: list[int], models: list[str] | None = None) -> None:
+def run(lab: Lab, out: Path, seeds: list[int], models: list[str] | None = None) -> None:
     """Train every planned model for every seed; append one record per run to ``out``."""
     import tensorflow as tf
 
-    builders = builders_from_master(master)
+    builders = builders_from_master(lab.master)
     records = json.loads(out.read_text())["runs"] if out.is_file() else []
     backend = backend_description()
     done = {(r["model"], r["seed"], r.get("backend", backend)) for r in records}
-    for name, plan in PLANS[lab].items():
+    for name, plan in lab.plans.items():
         if models and name not in models:
             continue
         x_train, y_train, x_test, y_test = prepared(plan.dataset)
@@ -146,43 +115,43 @@ def run(lab: str, master: Path, out: Path, seeds: list[int], models: list[str] |
                             "train_seconds": round(seconds, 1), "test_accuracy": round(accuracy, 4),
                             "backend": backend})
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps({"lab": lab, "runs": records}, indent=1) + "\n")
+            out.write_text(json.dumps({"lab": lab.name, "runs": records}, indent=1) + "\n")
             print(f"{name} seed={seed} acc={accuracy:.4f} ({seconds:.0f} s)", flush=True)
 
 
-def thresholds(lab: str, runs: list[dict[str, Any]]) -> dict[str, float]:
+def thresholds(lab: Lab, runs: list[dict[str, Any]]) -> dict[str, float]:
     """Threshold per model: ``min(mean - 3*sd, min - 0.01)`` rounded down to 0.01.
 
     With roughly normal seed-to-seed variation, mean - 3 sd is failed by about 0.1% of
     reference runs; the min - 0.01 cap keeps a margin below every observed run.
     """
     result: dict[str, float] = {}
-    for name in PLANS[lab]:
+    for name in lab.plans:
         values = [r["test_accuracy"] for r in runs if r["model"] == name]
         if len(values) < 2:
             continue
         bound = min(statistics.mean(values) - 3 * statistics.stdev(values), min(values) - 0.01)
         result[name] = float(np.floor(bound * 100) / 100)
-    for name, (value, _reason) in FIXED.get(lab, {}).items():
-        result[name] = value
+    for name, fixed in lab.fixed.items():
+        result[name] = fixed.threshold
     return result
 
 
-def report(lab: str, runs: list[dict[str, Any]], chosen: dict[str, float]) -> str:
+def report(lab: Lab, runs: list[dict[str, Any]], chosen: dict[str, float]) -> str:
     """Markdown table of the runs and the chosen thresholds."""
     lines = [
-        f"## {lab}",
+        f"## {lab.name}",
         "",
         "| model | epochs | seeds | test accuracy per seed | mean | sd | min | threshold |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for name in PLANS[lab]:
+    for name in lab.plans:
         mine = sorted((r for r in runs if r["model"] == name), key=lambda r: r["seed"])
         if not mine:
             continue
         values = [r["test_accuracy"] for r in mine]
         sd = statistics.stdev(values) if len(values) > 1 else float("nan")
-        fixed = f" ({FIXED[lab][name][1]})" if name in FIXED.get(lab, {}) else ""
+        fixed = f" ({lab.fixed[name].reason})" if name in lab.fixed else ""
         lines.append(
             f"| {name} | {mine[0]['epochs']} | {', '.join(str(r['seed']) for r in mine)} | "
             f"{', '.join(f'{v:.4f}' for v in values)} | {statistics.mean(values):.4f} | "
@@ -190,13 +159,13 @@ def report(lab: str, runs: list[dict[str, Any]], chosen: dict[str, float]) -> st
     return "\n".join(lines) + "\n"
 
 
-def write(lab: str, runs: list[dict[str, Any]], thresholds_file: Path, doc: Path) -> dict[str, float]:
+def write(lab: Lab, runs: list[dict[str, Any]], thresholds_file: Path, doc: Path) -> dict[str, float]:
     """Store the thresholds for the checks and the calibration section of the docs."""
     chosen = thresholds(lab, runs)
     data = json.loads(thresholds_file.read_text())
-    data["thresholds"][lab] = chosen
+    data["thresholds"][lab.name] = chosen
     thresholds_file.write_text(json.dumps(data, indent=1) + "\n")
-    marker = f"<!-- {lab} -->"
+    marker = f"<!-- {lab.name} -->"
     text = doc.read_text() if doc.is_file() else ""
     section = f"{marker}\n{report(lab, runs, chosen)}{marker}\n"
     if marker in text:

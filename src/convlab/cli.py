@@ -35,19 +35,23 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
-    from convlab import calibration
+    from convlab import calibration, labs
 
     root = Path(args.root)
+    try:
+        lab = labs.load(root, args.lab)
+    except labs.LabError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     out = root / "docs" / "calibration" / f"{args.lab}.json"
-    master = root / "assignments" / args.lab / f"{args.lab}.ipynb"
     if not args.report_only:
-        calibration.run(args.lab, master, out, _seeds(args.seeds), args.model or None)
+        calibration.run(lab, out, _seeds(args.seeds), args.model or None)
     runs = json.loads(out.read_text())["runs"]
     if args.write:
-        chosen = calibration.write(args.lab, runs, Path(calibration.__file__).with_name(
+        chosen = calibration.write(lab, runs, Path(calibration.__file__).with_name(
             "thresholds.json"), root / "docs" / "calibration.md")
     else:
-        chosen = calibration.thresholds(args.lab, runs)
+        chosen = calibration.thresholds(lab, runs)
     print(json.dumps(chosen, indent=1))
     return 0
 
@@ -66,6 +70,7 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 
 def cmd_grade(args: argparse.Namespace) -> int:
+    from convlab import labs
     from convlab.grading import batch, execute, grade, manual, sandbox
 
     root = Path(args.root).resolve()
@@ -83,9 +88,16 @@ def cmd_grade(args: argparse.Namespace) -> int:
         except manual.ManualError as error:
             print(f"rubric: {error}", file=sys.stderr)
             return 2
+    figures = None  # without the lab's folder: grade.FEEDBACK_FIGURES
+    if master.is_file():
+        try:
+            figures = labs.load(root, args.lab).feedback_figures
+        except labs.LabError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 2
     config = grade.Config(lab=args.lab, tests=tests.resolve(), settings=settings,
                           template=template.resolve() if template.is_file() else None,
-                          manual=setup if master.is_file() else None)
+                          manual=setup if master.is_file() else None, figures=figures)
     problem = sandbox.confinement_problem()
     if problem and not args.allow_root:
         print(f"error: {problem}", file=sys.stderr)
@@ -231,10 +243,16 @@ def main(argv: list[str] | None = None) -> int:
     p.set_defaults(func=cmd_export)
 
     args = parser.parse_args(argv)
-    from convlab import datasets
+    from convlab import datasets, tflog
 
     datasets.absolutize_env()
-    return args.func(args)
+    # every process this command starts (grading workers, kernels, otter) inherits both: no
+    # TensorFlow log lines between the progress lines, whatever the caller's shell sets
+    os.environ.update(tflog.ENV)
+    if args.command not in ("build", "grade"):
+        return args.func(args)
+    with tflog.filtered_stderr():  # the lines ENV cannot stop (see tflog), for the long commands
+        return args.func(args)
 
 
 if __name__ == "__main__":

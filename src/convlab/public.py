@@ -29,6 +29,7 @@ __all__ = [
     "is_shape",
     "is_string_list",
     "is_trained",
+    "mismatch",
     "output_layer",
     "require",
     "show",
@@ -40,9 +41,18 @@ class CheckFailed(AssertionError):
     """A check did not pass; the message (Russian) says what was expected and what was found."""
 
 
+def mismatch(what: Any, expected: Any, found: Any) -> str:
+    """The one template of every check message: ``<what>: ожидается: <expected>; получено: <found>.``
+
+    The colons make ``expected`` and ``found`` stand alone, so the sentence reads as correct
+    Russian whatever their gender and number (a past-tense verb had to agree with them, and did not).
+    """
+    return f"{what}: ожидается: {expected}; получено: {found}."
+
+
 def fail(what: str, expected: Any, found: Any) -> CheckFailed:
-    """Build the standard message: ``<what>: ожидалось <expected>, получено <found>``."""
-    return CheckFailed(f"{what}: ожидалось {expected}, получено {found}.")
+    """A :class:`CheckFailed` with the standard message (:func:`mismatch`)."""
+    return CheckFailed(mismatch(what, expected, found))
 
 
 def require(condition: bool, what: str, expected: Any, found: Any) -> None:

@@ -28,24 +28,21 @@ from typing import Any
 
 import pytest
 
-from convlab import build, corpus
+from convlab import build, corpus, labs
 from convlab.grading import execute, grade
 
 ROOT = Path(__file__).resolve().parents[2]
 LABS = build.discover(ROOT)
 #: what the labs' own configs set anyway (GradingGuard ``no_train``)
 LAB_ENV = {"CONVLAB_NO_TRAIN"}
-#: lab -> the scenarios graded by default (labs not listed: all)
-SUBSET = {"lab5_cnn": {"solution", "renamed_notebook", "model1_trained_at_grading", "blank_template",
-                       "unscaled_pixels", "missing_channel_axis", "untrained_model", "otter_log_pickle"},
-          "lab6_nin": {"solution", "blank_template", "dense_head", "untrained_weights",
-                       "missing_weights", "transposed_confusion", "otter_log_pickle"}}
+#: lab -> the scenarios graded by default (its lab.yml's e2e_subset; empty: all)
+SUBSET = {lab: config.e2e_subset for lab, config in labs.load_all(ROOT).items() if config.e2e_subset}
 FULL = os.environ.get("CONVLAB_E2E_FULL") == "1"
 CASES = [(lab, scenario) for lab in LABS
          for scenario in corpus.load(ROOT / "tests" / "fixtures" / lab / "scenarios.yml")
          if set(scenario.env) <= LAB_ENV and (FULL or lab not in SUBSET or scenario.name in SUBSET[lab])]
 
-OTTER_UNDEFINED = "получено None"
+OTTER_UNDEFINED = "получено: None"
 TWO_PHASE_UNDEFINED = "в блокноте нет такой переменной"
 
 pytestmark = pytest.mark.slow

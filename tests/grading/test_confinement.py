@@ -589,4 +589,4 @@ def test_probed_block_described_in_the_confined_kernel(tmp_path: Path) -> None:
                 "ignores_num_1x1": corpus.Scenario("ignores_num_1x1", "fault", "", "ok", 0.0, write=_written)}
     results = grade_scenarios(subs, tmp_path / "autograder", out, expected, cell_timeout=120.0)
     message = json.dumps(results["ignores_num_1x1"]["questions"], ensure_ascii=False)
-    assert "nin_block(num_channels=8" in message and "ожидалось слои" in message, message[:2000]
+    assert "nin_block(num_channels=8" in message and "ожидается: слои" in message, message[:2000]

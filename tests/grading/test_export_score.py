@@ -335,7 +335,7 @@ def test_score_follows_otter_points_and_all_or_nothing(tmp_path: Path) -> None:
     assert result["possible"] == {"qp": 2.0, "qs": 2.0} and result["total"] == 1.25
     failed = result["questions"]["qp"]["cases"][2]
     assert not failed["passed"] and failed["hidden"]
-    assert failed["message"] == "x: ожидалось 2, получено 1."
+    assert failed["message"] == "x: ожидается: 2; получено: 1."
     report = score.gradescope(result)
     assert report["score"] == 1.25
     assert [(t["name"], t.get("score"), t.get("max_score"), t["visibility"]) for t in report["tests"]] == [

@@ -33,7 +33,7 @@ def result(sid: str, total: float, *, status: str = "ok", q1: tuple[bool, bool] 
     questions = {
         "q1": {"score": 0.0, "possible": 2.0, "cases": [case("test_public", q1[0], message),
                                                           case("test_hidden", q1[1], "len(lst)", True)]},
-        "q2": {"score": 0.0, "possible": 1.0, "cases": [case("test_y", q2, "y: ожидалось 'конец'")]},
+        "q2": {"score": 0.0, "possible": 1.0, "cases": [case("test_y", q2, "y: ожидается: 'конец'")]},
     }
     for value in questions.values():
         value["output"] = value["public_output"] = ""

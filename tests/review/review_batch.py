@@ -112,7 +112,7 @@ STUDENTS: dict[str, tuple[Any, Any, dict[str, Any]]] = {
 
 def result(sid: str, auto: float) -> dict[str, Any]:
     cases = [{"name": "test_x", "points": 2.0, "hidden": False, "passed": auto == 2.0,
-              "message": "" if auto == 2.0 else "x: ожидалось 42, получено 0"}]
+              "message": "" if auto == 2.0 else "x: ожидается: 42; получено: 0"}]
     return {"student_id": sid, "file": f"{sid}.ipynb", "status": "ok", "scores": {"q_auto": auto},
             "possible": {"q_auto": 2.0}, "total": auto, "max_total": 2.0, "duration_s": 1.0,
             "questions": {"q_auto": {"score": auto, "possible": 2.0, "cases": cases, "output": "",

@@ -34,11 +34,11 @@ def test_every_public_check_is_unit_tested():
 
 def test_failure_message_names_what_expected_and_found():
     """Does a failing check raise CheckFailed (an AssertionError) with the standard message
-    «<what>: ожидалось <expected>, получено <found>.»?"""
+    «<what>: ожидается: <expected>; получено: <found>.»?"""
     with pytest.raises(AssertionError) as failure:
         checks.answer_equals(41, 42, "answer")
     assert isinstance(failure.value, CheckFailed)
-    assert str(failure.value) == "answer: ожидалось 42, получено 41."
+    assert str(failure.value) == "answer: ожидается: 42; получено: 41."
 
 
 # ----------------------------------------------------------------------------- is_integer
@@ -60,7 +60,7 @@ def test_is_integer_accepts_whole_numbers(value):
 def test_is_integer_rejects_other_values(value, found):
     """Do floats, booleans, strings, lists and None fail, showing what was found?"""
     with pytest.raises(CheckFailed, match=exactly(
-            f"total_params_1: тип ответа: ожидалось целое число, получено {found}.")):
+            f"total_params_1: тип ответа: ожидается: целое число; получено: {found}.")):
         checks.is_integer(value, "total_params_1")
 
 
@@ -85,8 +85,8 @@ def test_is_fraction_rejects_percent_and_non_numbers(value, found):
     """Do a percentage, a negative, NaN, a boolean, a string and None fail, showing the
     value found?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "accuracy_1: ответ: ожидалось число от 0 до 1 (доля, не проценты), "
-            f"получено {found}.")):
+            "accuracy_1: ответ: ожидается: число от 0 до 1 (доля, не проценты); "
+            f"получено: {found}.")):
         checks.is_fraction(value, "accuracy_1")
 
 
@@ -109,8 +109,8 @@ def test_is_integer_list_accepts_lists_of_ints(value):
 def test_is_integer_list_rejects_other_values(value, found):
     """Do an empty list, floats, a bare number, an array and None fail, showing the value?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "bn_params_per_layer: тип ответа: ожидалось непустой список целых чисел, "
-            f"получено {found}.")):
+            "bn_params_per_layer: тип ответа: ожидается: непустой список целых чисел; "
+            f"получено: {found}.")):
         checks.is_integer_list(value, "bn_params_per_layer")
 
 
@@ -133,8 +133,8 @@ def test_is_string_list_accepts_collections_of_strings(value):
 def test_is_string_list_rejects_other_values(value, found):
     """Do a bare string, an empty list, a non-string element and None fail, showing them?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "bn_param_names: тип ответа: ожидалось непустой список (или множество) строк, "
-            f"получено {found}.")):
+            "bn_param_names: тип ответа: ожидается: непустой список (или множество) строк; "
+            f"получено: {found}.")):
         checks.is_string_list(value, "bn_param_names")
 
 
@@ -159,8 +159,8 @@ def test_is_shape_rejects_other_values(value, found):
     """Do a batch axis (None), zero, an empty tuple, floats, a bare number and None fail,
     showing the value?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "input_shape_4: тип ответа: ожидалось кортеж положительных целых чисел, "
-            f"получено {found}.")):
+            "input_shape_4: тип ответа: ожидается: кортеж положительных целых чисел; "
+            f"получено: {found}.")):
         checks.is_shape(value, "input_shape_4")
 
 
@@ -189,8 +189,8 @@ def test_is_label_vector_rejects_other_values(value, found):
     """Do probabilities (no argmax), floats, a column, a scalar and None fail, showing
     dtype and shape found?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "y_pred_labels: тип ответа: ожидалось одномерный массив целых номеров классов, "
-            f"получено {found}.")):
+            "y_pred_labels: тип ответа: ожидается: одномерный массив целых номеров классов; "
+            f"получено: {found}.")):
         checks.is_label_vector(value, "y_pred_labels")
 
 
@@ -211,14 +211,14 @@ def test_answer_equals_accepts_equal_values(value, expected):
 
 
 @pytest.mark.parametrize("value, expected, message", [
-    (44425, 44426, "ожидалось 44426, получено 44425."),
-    ((32, 32), (32, 32, 3), "ожидалось (32, 32, 3), получено (32, 32)."),
-    (None, 60000, "ожидалось 60000, получено None (переменная не задана)."),
-    (np.array([]), 10, "ожидалось 10, получено массив float64 формы (0,)."),
+    (44425, 44426, "ожидается: 44426; получено: 44425."),
+    ((32, 32), (32, 32, 3), "ожидается: (32, 32, 3); получено: (32, 32)."),
+    (None, 60000, "ожидается: 60000; получено: None (переменная не задана)."),
+    (np.array([]), 10, "ожидается: 10; получено: массив float64 формы (0,)."),
     (np.array([1, 2]), np.array([1, 2, 3]),
-     "ожидалось массив int64 формы (3,), получено массив int64 формы (2,)."),
+     "ожидается: массив int64 формы (3,); получено: массив int64 формы (2,)."),
     (np.array([1, 2, 4]), np.array([1, 2, 3]),
-     "ожидалось массив int64 формы (3,), получено массив int64 формы (3,)."),
+     "ожидается: массив int64 формы (3,); получено: массив int64 формы (3,)."),
 ])
 def test_answer_equals_rejects_different_values(value, expected, message):
     """Do different values fail with expected and found in the message, including an empty
@@ -248,7 +248,7 @@ def test_answer_close_rejects_far_values(value, found):
     """Do a value off by more than the tolerance, a percentage, a string and None fail,
     giving the expected value with its tolerance and the value found?"""
     with pytest.raises(CheckFailed, match=exactly(
-            f"accuracy_1: ожидалось 0.9000 ± 0.01, получено {found}.")):
+            f"accuracy_1: ожидается: 0.9000 ± 0.01; получено: {found}.")):
         checks.answer_close(value, 0.9, 0.01, "accuracy_1")
 
 
@@ -294,9 +294,9 @@ def test_same_names_as_students_write_them(value):
 def test_same_names_spelling_does_not_hide_a_wrong_name():
     """Does a wrong layer type still fail under the lenient spelling (Dense is not
     parameterless; Dropout missing)?"""
-    with pytest.raises(CheckFailed, match=exactly("layers_without_params_4: ожидалось")):
+    with pytest.raises(CheckFailed, match=exactly("layers_without_params_4: ожидается")):
         checks.same_names(["maxpool2d", "dense"], {"MaxPooling2D", "Flatten"}, "layers_without_params_4")
-    with pytest.raises(CheckFailed, match=exactly("layers_without_params_4: ожидалось")):
+    with pytest.raises(CheckFailed, match=exactly("layers_without_params_4: ожидается")):
         checks.same_names(["maxpool2d"], {"MaxPooling2D", "Dropout"}, "layers_without_params_4")
 
 
@@ -308,8 +308,8 @@ def test_same_names_spelling_does_not_hide_a_wrong_name():
 def test_same_names_rejects_missing_or_extra_names(value, found):
     """Does a missing or an extra name fail, showing both sets?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "bn_param_names: ожидалось {'beta', 'gamma', 'moving_mean', 'moving_variance'}, "
-            f"получено {found}.")):
+            "bn_param_names: ожидается: {'beta', 'gamma', 'moving_mean', 'moving_variance'}; "
+            f"получено: {found}.")):
         checks.same_names(value, GAMMA_BETA_MEAN_VAR, "bn_param_names")
 
 
@@ -318,5 +318,5 @@ def test_same_names_rejects_missing_or_extra_names(value, found):
 def test_same_names_rejects_non_collections(value, found):
     """Do a bare string, None and a number fail, saying a list of names was expected?"""
     with pytest.raises(CheckFailed, match=exactly(
-            f"bn_param_names: ожидалось список (или множество) имён, получено {found}.")):
+            f"bn_param_names: ожидается: список (или множество) имён; получено: {found}.")):
         checks.same_names(value, GAMMA_BETA_MEAN_VAR, "bn_param_names")

@@ -40,7 +40,7 @@ def test_train_size_wrong_answer_fails(fake_datasets):
     """Does a student count of the test images instead of the training ones fail
     answer_equals against train_size, naming both counts?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "train_vectors_1: ожидалось 16, получено 10.")):
+            "train_vectors_1: ожидается: 16; получено: 10.")):
         checks.answer_equals(10, checks.train_size("mnist"), "train_vectors_1")
 
 
@@ -55,7 +55,7 @@ def test_image_shape_wrong_answer_fails(fake_datasets):
     x_train, *_ = prepared(fake_datasets, "cifar10")
     checks.answer_equals(tuple(x_train.shape[1:]), checks.image_shape("cifar10"), "input_shape_4")
     with pytest.raises(CheckFailed, match=exactly(
-            "input_shape_4: ожидалось (6, 6, 3), получено (12, 6, 6, 3).")):
+            "input_shape_4: ожидается: (6, 6, 3); получено: (12, 6, 6, 3).")):
         checks.answer_equals(tuple(x_train.shape), checks.image_shape("cifar10"), "input_shape_4")
 
 
@@ -82,7 +82,7 @@ def test_pristine_ignores_the_students_variables(fake_datasets):
     assert checks.pristine("mnist")[0] is x  # loaded once per process
     checks.image_format(x, "x_test", (8, 8, 1))
     with pytest.raises(CheckFailed, match=exactly(
-            "x_test: размерность: ожидалось (N, 8, 8, 1), получено (10, 8, 8).")):
+            "x_test: размерность: ожидается: (N, 8, 8, 1); получено: (10, 8, 8).")):
         checks.image_format(x_test, "x_test", (8, 8, 1))
 
 
@@ -103,13 +103,13 @@ def test_image_format_needs_no_dataset():
 
 
 @pytest.mark.parametrize("make, message", [
-    (lambda x: x.tolist(), "x_train: тип: ожидалось numpy.ndarray, получено list."),
-    (lambda x: x.astype(np.float64), "x_train: тип элементов: ожидалось float32, получено float64."),
-    (lambda x: (x * 255).astype(np.uint8), "x_train: тип элементов: ожидалось float32, получено uint8."),
-    (lambda x: x[..., 0], "x_train: размерность: ожидалось (N, 8, 8, 1), получено (16, 8, 8)."),
-    (lambda x: x[0], "x_train: размерность: ожидалось (N, 8, 8, 1), получено (8, 8, 1)."),
-    (lambda x: x * 255, "x_train: диапазон значений: ожидалось отрезок [0, 1], получено [0, 255]."),
-    (lambda x: x - 0.5, "x_train: диапазон значений: ожидалось отрезок [0, 1], получено [-0.5, 0.5]."),
+    (lambda x: x.tolist(), "x_train: тип: ожидается: numpy.ndarray; получено: list."),
+    (lambda x: x.astype(np.float64), "x_train: тип элементов: ожидается: float32; получено: float64."),
+    (lambda x: (x * 255).astype(np.uint8), "x_train: тип элементов: ожидается: float32; получено: uint8."),
+    (lambda x: x[..., 0], "x_train: размерность: ожидается: (N, 8, 8, 1); получено: (16, 8, 8)."),
+    (lambda x: x[0], "x_train: размерность: ожидается: (N, 8, 8, 1); получено: (8, 8, 1)."),
+    (lambda x: x * 255, "x_train: диапазон значений: ожидается: отрезок [0, 1]; получено: [0, 255]."),
+    (lambda x: x - 0.5, "x_train: диапазон значений: ожидается: отрезок [0, 1]; получено: [-0.5, 0.5]."),
 ])
 def test_image_format_rejects_wrong_preparation(fake_datasets, make, message):
     """Do a list, float64, uint8, a missing channel axis, a single image, unscaled and
@@ -145,7 +145,7 @@ def test_scaled_like_raw_unscaled_fails(fake_datasets):
     """Does data cast to float32 but not divided by 255 fail on its range, showing it?"""
     (x_train, y_train), (x_test, y_test) = fake_datasets.raw["cifar10"]
     with pytest.raises(CheckFailed, match=exactly(
-            "x_train: диапазон значений: ожидалось отрезок [0, 1], получено [0, 255].")):
+            "x_train: диапазон значений: ожидается: отрезок [0, 1]; получено: [0, 255].")):
         checks.scaled_like_raw(x_train.astype(np.float32), x_test.astype(np.float32),
                                y_train, y_test, dataset="cifar10")
 
@@ -154,8 +154,8 @@ def test_scaled_like_raw_wrong_divisor_fails(fake_datasets):
     """Does data divided by 256 (in range, but not the pixels / 255) fail on its values?"""
     x_train, x_test, y_train, y_test = prepared(fake_datasets, "mnist")
     with pytest.raises(CheckFailed, match=exactly(
-            "x_train: значения: ожидалось исходные пиксели / 255 (в исходном порядке), "
-            "получено другие значения")):
+            "x_train: значения: ожидается: исходные пиксели / 255 (в исходном порядке); "
+            "получено: другие значения")):
         checks.scaled_like_raw(x_train * 255 / 256, x_test, y_train, y_test, dataset="mnist")
 
 
@@ -164,8 +164,8 @@ def test_scaled_like_raw_shuffled_fails(fake_datasets):
     was expected?"""
     x_train, x_test, y_train, y_test = prepared(fake_datasets, "mnist")
     with pytest.raises(CheckFailed, match=exactly(
-            "x_test: значения: ожидалось исходные пиксели / 255 (в исходном порядке), "
-            "получено другие значения")):
+            "x_test: значения: ожидается: исходные пиксели / 255 (в исходном порядке); "
+            "получено: другие значения")):
         checks.scaled_like_raw(x_train, x_test[::-1], y_train, y_test, dataset="mnist")
 
 
@@ -173,7 +173,7 @@ def test_scaled_like_raw_subset_fails(fake_datasets):
     """Does a subset of the training images fail, naming both image counts?"""
     x_train, x_test, y_train, y_test = prepared(fake_datasets, "mnist")
     with pytest.raises(CheckFailed, match=exactly(
-            "x_train: число изображений: ожидалось 16, получено 8.")):
+            "x_train: число изображений: ожидается: 16; получено: 8.")):
         checks.scaled_like_raw(x_train[:8], x_test, y_train[:8], y_test, dataset="mnist")
 
 
@@ -181,7 +181,7 @@ def test_scaled_like_raw_missing_channel_axis_fails(fake_datasets):
     """Do grey images without the channel axis fail on their shape?"""
     x_train, x_test, y_train, y_test = prepared(fake_datasets, "mnist")
     with pytest.raises(CheckFailed, match=exactly(
-            "x_train: размерность: ожидалось (N, 8, 8, 1), получено (16, 8, 8).")):
+            "x_train: размерность: ожидается: (N, 8, 8, 1); получено: (16, 8, 8).")):
         checks.scaled_like_raw(x_train[..., 0], x_test, y_train, y_test, dataset="mnist")
 
 
@@ -191,8 +191,8 @@ def test_scaled_like_raw_one_hot_labels_fail(fake_datasets):
     x_train, x_test, y_train, y_test = prepared(fake_datasets, "mnist")
     one_hot = np.eye(fake_datasets.classes, dtype=np.float32)[y_train]
     with pytest.raises(CheckFailed, match=exactly(
-            "y_train: метки: ожидалось метки датасета без изменений (16 шт.), "
-            "получено массив float32 формы (16, 3).")):
+            "y_train: метки: ожидается: метки датасета без изменений (16 шт.); "
+            "получено: массив float32 формы (16, 3).")):
         checks.scaled_like_raw(x_train, x_test, one_hot, y_test, dataset="mnist")
 
 
@@ -200,6 +200,6 @@ def test_scaled_like_raw_changed_labels_fail(fake_datasets):
     """Do test labels of the right size but other values fail?"""
     x_train, x_test, y_train, y_test = prepared(fake_datasets, "cifar10")
     with pytest.raises(CheckFailed, match=exactly(
-            "y_test: метки: ожидалось метки датасета без изменений (10 шт.), "
-            "получено массив uint8 формы (10, 1).")):
+            "y_test: метки: ожидается: метки датасета без изменений (10 шт.); "
+            "получено: массив uint8 формы (10, 1).")):
         checks.scaled_like_raw(x_train, x_test, y_train, (y_test + 1) % 3, dataset="cifar10")

@@ -103,7 +103,7 @@ def test_image_grid_empty_panel_fails():
     """Does a grid with one panel left empty fail, naming both panel counts?"""
     fig = grid(2, 3, [np.eye(3)] * 5)
     with pytest.raises(CheckFailed, match=exactly(
-            "fig: число панелей с изображениями: ожидалось 6, получено 5.")):
+            "fig: число панелей с изображениями: ожидается: 6; получено: 5.")):
         checks.image_grid(fig, rows=2, cols=3)
 
 
@@ -113,7 +113,7 @@ def test_image_grid_plots_instead_of_images_fail():
     for ax in axes.flat:
         ax.plot([0, 1], [1, 0])
     with pytest.raises(CheckFailed, match=exactly(
-            "fig: число панелей с изображениями: ожидалось 4, получено 0.")):
+            "fig: число панелей с изображениями: ожидается: 4; получено: 0.")):
         checks.image_grid(fig, rows=2, cols=2)
 
 
@@ -121,7 +121,7 @@ def test_image_grid_transposed_grid_fails():
     """Does a 3x2 grid fail when 2x3 is expected, naming both layouts?"""
     fig = grid(3, 2, [np.eye(3)] * 6)
     with pytest.raises(CheckFailed, match=exactly(
-            "fig: сетка панелей: ожидалось 2×3, получено 3×2.")):
+            "fig: сетка панелей: ожидается: 2×3; получено: 3×2.")):
         checks.image_grid(fig, rows=2, cols=3)
 
 
@@ -130,7 +130,7 @@ def test_image_grid_axes_outside_a_grid_fail():
     fig = plt.figure()
     fig.add_axes((0.1, 0.1, 0.8, 0.8)).imshow(np.eye(3))
     with pytest.raises(CheckFailed, match=exactly(
-            "fig: сетка панелей: ожидалось 1×1, получено панели вне сетки.")):
+            "fig: сетка панелей: ожидается: 1×1; получено: панели вне сетки.")):
         checks.image_grid(fig, rows=1, cols=1)
 
 
@@ -139,7 +139,7 @@ def test_image_grid_axes_outside_a_grid_fail():
 def test_image_grid_not_a_figure_fails(value, found):
     """Do None, a string and an array of axes fail, saying a matplotlib figure was expected?"""
     with pytest.raises(CheckFailed, match=exactly(
-            f"fig: ожидалось фигура matplotlib (fig, axes = plt.subplots(...)), получено {found}.")):
+            f"fig: ожидается: фигура matplotlib (fig, axes = plt.subplots(...)); получено: {found}.")):
         checks.image_grid(value, rows=2, cols=2)
 
 
@@ -193,7 +193,7 @@ def test_feature_map_grid_repeated_channel_fails(fake_datasets):
     model, conv = random_feature_model()
     image = checks.train_image("mnist", 10)
     with pytest.raises(CheckFailed, match=exactly(
-            "fig: показанные каналы: ожидалось 4 различных каналов, получено 3 различных.")):
+            "fig: показанные каналы: ожидается: 4 различных каналов; получено: 3 различных.")):
         checks.feature_map_grid(grid(2, 2, channels(conv, image, [0, 1, 2, 2])), model, [image])
 
 
@@ -203,8 +203,8 @@ def test_feature_map_grid_input_image_fails(fake_datasets):
     image = checks.train_image("mnist", 10)
     panels = [image[0, :, :, 0], *channels(conv, image, [1, 2, 3])]
     with pytest.raises(CheckFailed, match=exactly(
-            "fig, панель №1: ожидался один из 4 каналов выхода первого свёрточного слоя "
-            "model2 для выбранного изображения (в любом масштабе яркости), получено "
+            "fig, панель №1: ожидается: один из 4 каналов выхода первого свёрточного слоя "
+            "model2 для выбранного изображения (в любом масштабе яркости); получено: "
             "изображение, не совпадающее "
             "ни с одним каналом.")):
         checks.feature_map_grid(grid(2, 2, panels), model, [image])
@@ -225,7 +225,7 @@ def test_feature_map_grid_image_outside_dataset_fails(fake_datasets):
     """Do the feature maps of an image that is in neither split fail?"""
     model, conv = random_feature_model()
     image = np.random.default_rng(5).random((1, 8, 8, 1), dtype=np.float32)
-    with pytest.raises(CheckFailed, match=exactly("fig, панель №1: ожидался один из 4 каналов")):
+    with pytest.raises(CheckFailed, match=exactly("fig, панель №1: ожидается: один из 4 каналов")):
         checks.feature_map_grid(grid(2, 2, channels(conv, image)), model,
                                 [checks.train_image("mnist", 10)])
 
@@ -268,8 +268,8 @@ def test_feature_map_grid_first_16_of_more_channels(fake_datasets):
     maps = np.asarray(conv(image))[0]
     checks.feature_map_grid(grid(4, 4, [maps[..., k] for k in range(16)]), model, [image])
     with pytest.raises(CheckFailed, match=exactly("fig: число панелей с картами признаков: "
-                                                  "ожидалось 16 (каналы первого свёрточного слоя, "
-                                                  "первые 16 из 20), получено 20.")):
+                                                  "ожидается: 16 (каналы первого свёрточного слоя, "
+                                                  "первые 16 из 20); получено: 20.")):
         checks.feature_map_grid(grid(4, 5, [maps[..., k] for k in range(20)]), model, [image])
 
 
@@ -278,8 +278,8 @@ def test_feature_map_grid_wrong_panel_count_fails(fake_datasets, model2):
     model, conv = model2
     image = checks.train_image("mnist", 10)
     with pytest.raises(CheckFailed, match=exactly(
-            "fig: число панелей с картами признаков: ожидалось 4 (каналы первого свёрточного "
-            "слоя), получено 3.")):
+            "fig: число панелей с картами признаков: ожидается: 4 (каналы первого свёрточного "
+            "слоя); получено: 3.")):
         checks.feature_map_grid(grid(1, 3, channels(conv, image, [0, 1, 2])), model, [image])
 
 
@@ -289,8 +289,8 @@ def test_feature_map_grid_pooled_maps_fail(fake_datasets, model2):
     image = checks.train_image("mnist", 10)
     pooled = [m.reshape(4, 2, 4, 2).max(axis=(1, 3)) for m in channels(conv, image)]
     with pytest.raises(CheckFailed, match=exactly(
-            "fig, панель №1: размер изображения: ожидалось (8, 8) (карта признаков первого "
-            "свёрточного слоя), получено (4, 4).")):
+            "fig, панель №1: размер изображения: ожидается: (8, 8) (карта признаков первого "
+            "свёрточного слоя); получено: (4, 4).")):
         checks.feature_map_grid(grid(2, 2, pooled), model, [image])
 
 
@@ -300,7 +300,7 @@ def test_feature_map_grid_model_without_conv_fails(fake_datasets):
     model = keras.Model(inputs, layers.Dense(3, activation="softmax")(layers.Flatten()(inputs)))
     image = checks.train_image("mnist", 10)
     with pytest.raises(CheckFailed, match=exactly(
-            "model2: первый свёрточный слой: ожидалось слой Conv2D, получено его нет.")):
+            "model2: первый свёрточный слой: ожидается: слой Conv2D; получено: его нет.")):
         checks.feature_map_grid(grid(2, 2, [image[0, :, :, 0]] * 4), model, [image])
 
 
@@ -309,11 +309,11 @@ def test_feature_map_grid_no_figure_or_model_fails(fake_datasets, model2):
     model, conv = model2
     image = checks.train_image("mnist", 10)
     with pytest.raises(CheckFailed, match=exactly(
-            "fig: ожидалось фигура matplotlib (fig, axes = plt.subplots(...)), "
-            "получено None (переменная не задана).")):
+            "fig: ожидается: фигура matplotlib (fig, axes = plt.subplots(...)); "
+            "получено: None (переменная не задана).")):
         checks.feature_map_grid(None, model, [image])
     with pytest.raises(CheckFailed, match=exactly(
-            "model2: ожидалось модель Keras (keras.Model), получено None (переменная не задана).")):
+            "model2: ожидается: модель Keras (keras.Model); получено: None (переменная не задана).")):
         checks.feature_map_grid(grid(2, 2, channels(conv, image)), None, image)
 
 
@@ -338,7 +338,7 @@ def test_shows_dataset_images_grey_and_extra_panels(fake_datasets):
     raw = fake_datasets.raw["mnist"][0][0]
     fig = grid(2, 3, [raw[i] / 255 for i in range(6)], cmap="gray")
     checks.shows_dataset_images(fig, "mnist", count=6, name="fig")
-    with pytest.raises(CheckFailed, match=exactly("fig: число изображений: ожидалось 4, получено 6.")):
+    with pytest.raises(CheckFailed, match=exactly("fig: число изображений: ожидается: 4; получено: 6.")):
         checks.shows_dataset_images(fig, "mnist", count=4, name="fig")
 
 
@@ -347,7 +347,7 @@ def test_shows_dataset_images_too_few_fails(fake_datasets):
     raw = cifar_train(fake_datasets)
     fig = grid(1, 4, [raw[i] for i in range(3)])
     with pytest.raises(CheckFailed, match=exactly(
-            "fig4: число изображений: ожидалось 4, получено 3.")):
+            "fig4: число изображений: ожидается: 4; получено: 3.")):
         checks.shows_dataset_images(fig, "cifar10", count=4)
 
 
@@ -365,8 +365,8 @@ def test_shows_dataset_images_repeated_image_fails(fake_datasets):
     raw = cifar_train(fake_datasets)
     fig = grid(2, 2, [raw[0], raw[1], raw[2], raw[1] / 255])
     with pytest.raises(CheckFailed, match=exactly(
-            "fig4, панель №4: ожидалось изображение, отличное от остальных (4 разных изображений), "
-            "получено то же изображение, что на панели №2.")):
+            "fig4, панель №4: ожидается: изображение, отличное от остальных (4 разных изображений); "
+            "получено: то же изображение, что на панели №2.")):
         checks.shows_dataset_images(fig, "cifar10", count=4)
 
 
@@ -375,8 +375,8 @@ def test_shows_dataset_images_altered_image_fails(fake_datasets):
     raw = cifar_train(fake_datasets)
     fig = grid(1, 4, [raw[0], raw[1], raw[2], raw[3][..., ::-1]])
     with pytest.raises(CheckFailed, match=exactly(
-            "fig4, панель №4: ожидалось изображение из обучающей или тестовой выборки, "
-            "получено изображение, которого нет в выборке.")):
+            "fig4, панель №4: ожидается: изображение из обучающей или тестовой выборки; "
+            "получено: изображение, которого нет в выборке.")):
         checks.shows_dataset_images(fig, "cifar10", count=4)
 
 
@@ -385,15 +385,15 @@ def test_shows_dataset_images_cropped_fails(fake_datasets):
     raw = cifar_train(fake_datasets)
     fig = grid(1, 4, [raw[0][:5, :5], raw[1], raw[2], raw[3]])
     with pytest.raises(CheckFailed, match=exactly(
-            "fig4, панель №1: размер: ожидалось (6, 6, 3), получено (5, 5, 3).")):
+            "fig4, панель №1: размер: ожидается: (6, 6, 3); получено: (5, 5, 3).")):
         checks.shows_dataset_images(fig, "cifar10", count=4)
 
 
 def test_shows_dataset_images_no_figure_fails(fake_datasets):
     """Does a figure variable left as None fail, saying a figure was expected?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "fig4: ожидалось фигура matplotlib (fig, axes = plt.subplots(...)), "
-            "получено None (переменная не задана).")):
+            "fig4: ожидается: фигура matplotlib (fig, axes = plt.subplots(...)); "
+            "получено: None (переменная не задана).")):
         checks.shows_dataset_images(None, "cifar10", count=4)
 
 

@@ -158,7 +158,7 @@ def test_model_variable_none_fails(check):
     """Does every model check fail on a variable left as None, saying a Keras model was
     expected and None was found?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "model1: ожидалось модель Keras (keras.Model), получено None (переменная не задана).")):
+            "model1: ожидается: модель Keras (keras.Model); получено: None (переменная не задана).")):
         MODEL_CHECKS[check](None)
 
 
@@ -167,7 +167,7 @@ def test_model_variable_of_wrong_type_fails(check):
     """Does every model check fail on something that is not a model (a list of layers),
     naming the type found?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "model1: ожидалось модель Keras (keras.Model), получено list.")):
+            "model1: ожидается: модель Keras (keras.Model); получено: list.")):
         MODEL_CHECKS[check]([layers.Dense(3)])
 
 
@@ -263,8 +263,8 @@ def test_layer_sequence_wrong_filter_count_fails():
     model = sequential(conv(4), layers.MaxPooling2D(2), conv(16), layers.MaxPooling2D(2),
                        layers.Flatten(), layers.Dense(3, activation="softmax"))
     with pytest.raises(CheckFailed, match=exactly(
-            "model1, слой №3: ожидалось «Conv2D 8 3x3 same relu», "
-            "получено «Conv2D 16 3x3 same relu»")):
+            "model1, слой №3: ожидается: «Conv2D 8 3x3 same relu»; "
+            "получено: «Conv2D 16 3x3 same relu»")):
         checks.layer_sequence(model, EXPECTED, name="model1")
 
 
@@ -272,11 +272,11 @@ def test_layer_sequence_wrong_padding_and_activation_fail():
     """Do padding 'valid' and a missing activation each fail, showing expected and found?"""
     model = sequential(layers.Conv2D(4, 3, padding="valid", activation="relu"))
     with pytest.raises(CheckFailed, match=exactly(
-            "ожидалось «Conv2D 4 3x3 same relu», получено «Conv2D 4 3x3 valid relu»")):
+            "ожидается: «Conv2D 4 3x3 same relu»; получено: «Conv2D 4 3x3 valid relu»")):
         checks.layer_sequence(model, EXPECTED[:1])
     model = sequential(conv(4, None))
     with pytest.raises(CheckFailed, match=exactly(
-            "ожидалось «Conv2D 4 3x3 same relu», получено «Conv2D 4 3x3 same linear»")):
+            "ожидается: «Conv2D 4 3x3 same relu»; получено: «Conv2D 4 3x3 same linear»")):
         checks.layer_sequence(model, EXPECTED[:1])
 
 
@@ -285,14 +285,14 @@ def test_layer_sequence_missing_layer_fails(forms):
     model = sequential(conv(4), layers.MaxPooling2D(2), conv(8),
                        layers.Flatten(), layers.Dense(3, activation="softmax"))
     with pytest.raises(CheckFailed, match=exactly(
-            "model1, слой №4: ожидалось «MaxPool 2», получено «Flatten»")):
+            "model1, слой №4: ожидается: «MaxPool 2»; получено: «Flatten»")):
         checks.layer_sequence(model, EXPECTED, name="model1")
 
 
 def test_layer_sequence_extra_layer_fails(forms):
     """Does a network with an extra layer at the end fail, giving both layer counts?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "model1: ожидалось слоёв: 5 (" + ", ".join(EXPECTED[:5]) + "), "
+            "model1: число слоёв: ожидается: 5 (" + ", ".join(EXPECTED[:5]) + "); "
             "получено: 6 (" + ", ".join(EXPECTED) + ").")):
         checks.layer_sequence(forms["sequential"], EXPECTED[:5], name="model1")
 
@@ -305,7 +305,7 @@ def test_layer_sequence_ignore_drops_layer_kinds():
                        layers.Dense(3, activation="softmax"))
     checks.layer_sequence(model, EXPECTED, ignore=("Dropout",))
     with pytest.raises(CheckFailed, match=exactly(
-            "слой №3: ожидалось «Conv2D 8 3x3 same relu», получено «Dropout 0.2»")):
+            "слой №3: ожидается: «Conv2D 8 3x3 same relu»; получено: «Dropout 0.2»")):
         checks.layer_sequence(model, EXPECTED)
 
 
@@ -331,14 +331,14 @@ def test_output_layer_without_softmax_fails():
     «Dense 3 linear» found?"""
     model = sequential(layers.Flatten(), layers.Dense(3))
     with pytest.raises(CheckFailed, match=exactly(
-            "model2: выходной слой: ожидалось «Dense 3 softmax», получено «Dense 3 linear».")):
+            "model2: выходной слой: ожидается: «Dense 3 softmax»; получено: «Dense 3 linear».")):
         checks.output_layer(model, 3, "softmax", name="model2")
 
 
 def test_output_layer_wrong_class_count_fails(forms):
     """Does an output with 3 units fail when 10 classes are expected, naming both?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "model2: выходной слой: ожидалось «Dense 10 softmax», получено «Dense 3 softmax».")):
+            "model2: выходной слой: ожидается: «Dense 10 softmax»; получено: «Dense 3 softmax».")):
         checks.output_layer(forms["functional"], 10, name="model2")
 
 
@@ -346,7 +346,7 @@ def test_output_layer_not_dense_fails():
     """Does a network ending in global pooling (no output Dense) fail, naming that layer?"""
     model = sequential(conv(3), layers.GlobalAveragePooling2D())
     with pytest.raises(CheckFailed, match=exactly(
-            "выходной слой: ожидалось «Dense 3 softmax», получено «GlobalAvgPool».")):
+            "выходной слой: ожидается: «Dense 3 softmax»; получено: «GlobalAvgPool».")):
         checks.output_layer(model, 3)
 
 
@@ -367,8 +367,8 @@ def test_batchnorm_after_missing_after_last_conv_fails():
                        conv(8), layers.MaxPooling2D(2),
                        layers.Flatten(), layers.Dense(3, activation="softmax"))
     with pytest.raises(CheckFailed, match=exactly(
-            "model2: ожидался слой BatchNormalization после каждого слоя Conv2D "
-            "(до следующего Conv2D/Dense); нет нормализации после: "
+            "model2: ожидается: слой BatchNormalization после каждого слоя Conv2D "
+            "(до следующего Conv2D/Dense); получено: нет нормализации после: "
             "слой №4 «Conv2D 8 3x3 same relu». Слои модели:")):
         checks.batchnorm_after(model, ["Conv2D"], name="model2")
 
@@ -393,8 +393,8 @@ def test_batchnorm_after_hidden_dense():
                          layers.Dense(3, activation="softmax"))
     checks.batchnorm_after(without, ["Conv2D"], name="model5")
     with pytest.raises(CheckFailed, match=exactly(
-            "model5: ожидался слой BatchNormalization после каждого слоя Conv2D/Dense "
-            "(до следующего Conv2D/Dense); нет нормализации после: слой №5 «Dense 16 relu».")):
+            "model5: ожидается: слой BatchNormalization после каждого слоя Conv2D/Dense "
+            "(до следующего Conv2D/Dense); получено: нет нормализации после: слой №5 «Dense 16 relu».")):
         checks.batchnorm_after(without, ["Conv2D", "Dense"], name="model5")
     with_bn = sequential(conv(4), layers.BatchNormalization(), layers.MaxPooling2D(2),
                          layers.Flatten(), layers.Dense(16, activation="relu"),
@@ -409,15 +409,15 @@ def test_batchnorm_after_needs_its_subject():
     mlp = sequential(layers.Flatten(), layers.Dense(16, activation="relu"),
                      layers.BatchNormalization(), layers.Dense(3, activation="softmax"))
     with pytest.raises(CheckFailed, match=exactly(
-            "model2: ожидался хотя бы один свёрточный слой Conv2D (с BatchNormalization после "
-            "него), получено: его нет. Слои модели: Flatten, Dense 16 relu, BatchNorm, "
+            "model2: ожидается: хотя бы один свёрточный слой Conv2D (с BatchNormalization после "
+            "него); получено: его нет. Слои модели: Flatten, Dense 16 relu, BatchNorm, "
             "Dense 3 softmax.")):
         checks.batchnorm_after(mlp, ["Conv2D"], name="model2")
     no_hidden = sequential(conv(4), layers.BatchNormalization(), layers.Flatten(),
                            layers.Dense(3, activation="softmax"))
     checks.batchnorm_after(no_hidden, ["Conv2D"], name="model5")
     with pytest.raises(CheckFailed, match=exactly(
-            "model5: ожидался хотя бы один скрытый слой Dense")):
+            "model5: ожидается: хотя бы один скрытый слой Dense")):
         checks.batchnorm_after(no_hidden, ["Conv2D", "Dense"], name="model5")
 
 
@@ -453,7 +453,7 @@ def test_dropout_after_dense_with_batchnorm_between():
 def test_dropout_after_dense_rate_out_of_range_fails(rate):
     """Does a Dropout rate outside [min_rate, max_rate] fail, giving the range and the rate?"""
     with pytest.raises(CheckFailed, match=exactly(
-            f"model6: вероятность Dropout: ожидалось от 0.05 до 0.8, получено {rate:g}.")):
+            f"model6: вероятность Dropout: ожидается: от 0.05 до 0.8; получено: {rate:g}.")):
         checks.dropout_after_dense(dropout_model(layers.Dropout(rate)),
                                    min_rate=0.05, max_rate=0.8, name="model6")
 
@@ -462,8 +462,8 @@ def test_dropout_after_dense_missing_fails():
     """Does a network without Dropout between the Dense layers fail, saying one was
     expected and none found?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "model6: Dropout после скрытого полносвязного слоя: ожидалось слой Dropout между "
-            "Dense-слоями, получено его нет; слои модели: Conv2D 4 3x3 same relu, MaxPool 2, "
+            "model6: Dropout после скрытого полносвязного слоя: ожидается: слой Dropout между "
+            "Dense-слоями; получено: его нет; слои модели: Conv2D 4 3x3 same relu, MaxPool 2, "
             "Flatten, Dense 16 relu, Dense 3 softmax.")):
         checks.dropout_after_dense(dropout_model(), min_rate=0.05, max_rate=0.8, name="model6")
 
@@ -473,7 +473,7 @@ def test_dropout_before_hidden_dense_fails():
     model = sequential(conv(4), layers.MaxPooling2D(2), layers.Flatten(), layers.Dropout(0.3),
                        layers.Dense(16, activation="relu"), layers.Dense(3, activation="softmax"))
     with pytest.raises(CheckFailed, match=exactly(
-            "ожидалось слой Dropout между Dense-слоями, получено его нет")):
+            "ожидается: слой Dropout между Dense-слоями; получено: его нет")):
         checks.dropout_after_dense(model, min_rate=0.05, max_rate=0.8)
 
 
@@ -481,7 +481,7 @@ def test_dropout_after_dense_single_dense_fails(forms):
     """Does a network with only the output Dense fail, saying a hidden Dense was expected
     and listing the layers found?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "model6: полносвязные слои: ожидалось скрытый Dense и выходной Dense, получено "
+            "model6: полносвязные слои: ожидается: скрытый Dense и выходной Dense; получено: "
             + ", ".join(EXPECTED) + ".")):
         checks.dropout_after_dense(forms["sequential"], min_rate=0.05, max_rate=0.8,
                                    name="model6")
@@ -508,8 +508,8 @@ def test_compiled_with_accepts_equivalent_spellings(optimizer, loss, metrics):
 def test_compiled_with_uncompiled_fails():
     """Does a model never compiled fail, saying compile() was expected?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "model1: компиляция: ожидалось модель, скомпилированная через compile(), "
-            "получено модель не скомпилирована.")):
+            "model1: компиляция: ожидается: модель, скомпилированная через compile(); "
+            "получено: модель не скомпилирована.")):
         checks.compiled_with(tiny(), **SGD_SPARSE, name="model1")
 
 
@@ -518,7 +518,7 @@ def test_compiled_with_wrong_optimizer_fails():
     model = tiny()
     model.compile(optimizer="adam", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     with pytest.raises(CheckFailed, match=exactly(
-            "model1: оптимизатор: ожидалось SGD, получено Adam.")):
+            "model1: оптимизатор: ожидается: SGD; получено: Adam.")):
         checks.compiled_with(model, **SGD_SPARSE, name="model1")
 
 
@@ -533,8 +533,8 @@ def test_compiled_with_wrong_loss_fails(loss, found):
     model = tiny()
     model.compile(optimizer="sgd", loss=loss, metrics=["accuracy"])
     with pytest.raises(CheckFailed, match=exactly(
-            f"model1: функция потерь: ожидалось sparse_categorical_crossentropy или "
-            f"categorical_crossentropy, получено {found}.")):
+            f"model1: функция потерь: ожидается: sparse_categorical_crossentropy или "
+            f"categorical_crossentropy; получено: {found}.")):
         checks.compiled_with(model, **SGD_SPARSE, name="model1")
 
 
@@ -558,8 +558,8 @@ def test_compiled_with_from_logits_fails():
                   loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     with pytest.raises(CheckFailed, match=exactly(
-            "model1: функция потерь: ожидалось from_logits=False (выход сети — softmax), "
-            "получено from_logits=True.")):
+            "model1: функция потерь: ожидается: from_logits=False (выход сети — softmax); "
+            "получено: from_logits=True.")):
         checks.compiled_with(model, **SGD_SPARSE, name="model1")
 
 
@@ -569,7 +569,7 @@ def test_compiled_with_wrong_or_missing_metric_fails(metrics, found):
     model = tiny()
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=metrics)
     with pytest.raises(CheckFailed, match=exactly(
-            f"model1: метрика: ожидалось accuracy, получено {found}.")):
+            f"model1: метрика: ожидается: accuracy; получено: {found}.")):
         checks.compiled_with(model, **SGD_SPARSE, name="model1")
 
 
@@ -590,7 +590,7 @@ def test_is_trained_forged_history_fails():
     history.epoch = [0, 1, 2]
     model.history = history
     with pytest.raises(CheckFailed, match=exactly(
-            "model1: обучение: ожидалось обученная модель (вызов model1.fit(...)), получено "
+            "model1: обучение: ожидается: обученная модель (вызов model1.fit(...)); получено: "
             "модель не обучалась: оптимизатор не сделал ни одного шага (хотя история обучения "
             "содержит эпох: 3).")):
         checks.is_trained(model, "model1")
@@ -606,8 +606,8 @@ def test_is_trained_forged_steps_fail():
     model.optimizer.iterations.assign(3)
     assert checks.optimizer_steps(model) == 3
     with pytest.raises(CheckFailed, match=exactly(
-            "model1: веса модели: ожидалось веса после обучения (отличаются от начальных), "
-            "получено веса как у только что созданной модели (обучения не было).")):
+            "model1: веса модели: ожидается: веса после обучения (отличаются от начальных); "
+            "получено: веса как у только что созданной модели (обучения не было).")):
         checks.is_trained(model, "model1")
 
 
@@ -617,16 +617,16 @@ def test_is_trained_compiled_but_untrained_fails():
     model = tiny()
     model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy", metrics=["accuracy"])
     with pytest.raises(CheckFailed, match=exactly(
-            "model1: обучение: ожидалось обученная модель (вызов model1.fit(...)), "
-            "получено модель не обучалась: оптимизатор не сделал ни одного шага.")):
+            "model1: обучение: ожидается: обученная модель (вызов model1.fit(...)); "
+            "получено: модель не обучалась: оптимизатор не сделал ни одного шага.")):
         checks.is_trained(model, "model1")
 
 
 def test_is_trained_uncompiled_fails():
     """Does a model neither compiled nor fitted fail, naming the variable in the hint?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "model2: обучение: ожидалось обученная модель (вызов model2.fit(...)), "
-            "получено модель не обучалась: оптимизатор не сделал ни одного шага.")):
+            "model2: обучение: ожидается: обученная модель (вызов model2.fit(...)); "
+            "получено: модель не обучалась: оптимизатор не сделал ни одного шага.")):
         checks.is_trained(tiny(), "model2")
 
 
@@ -641,8 +641,8 @@ def test_public_is_trained_is_weak():
     model.history = history
     public.is_trained(model, "model1")
     with pytest.raises(public.CheckFailed, match=exactly(
-            "model1: обучение: ожидалось обученная модель (вызов model1.fit(...)), "
-            "получено модель не обучалась.")):
+            "model1: обучение: ожидается: обученная модель (вызов model1.fit(...)); "
+            "получено: модель не обучалась.")):
         public.is_trained(tiny(), "model1")
 
 
@@ -652,7 +652,7 @@ def test_public_is_trained_is_weak():
 def test_weights_moved_trained_passes_fresh_fails(trained):
     """Do trained weights pass and a fresh initialization of the same architecture fail?"""
     checks.weights_moved(trained, "model1")
-    with pytest.raises(CheckFailed, match=exactly("model1: веса модели: ожидалось веса после обучения")):
+    with pytest.raises(CheckFailed, match=exactly("model1: веса модели: ожидается: веса после обучения")):
         checks.weights_moved(tiny(), "model1")
 
 
@@ -679,8 +679,8 @@ def test_trained_as_prescribed_fewer_epochs_fails():
     """Does a model fitted for 2 epochs instead of 3 fail, saying how many it looks like?"""
     model = fitted(40, 2, 8)
     with pytest.raises(CheckFailed, match=exactly(
-            "model1: обучение: ожидалось 3 эпох по 8 примеров в батче на обучающей выборке "
-            "(3 × 5 = 15 шагов оптимизатора), получено 10 шагов оптимизатора (похоже на 2 "
+            "model1: обучение: ожидается: 3 эпох по 8 примеров в батче на обучающей выборке "
+            "(3 × 5 = 15 шагов оптимизатора); получено: 10 шагов оптимизатора (похоже на 2 "
             "эпох(и) по 8 примеров).")):
         checks.trained_as_prescribed(model, epochs=3, batch_size=8, train_size=40, name="model1")
 
@@ -690,14 +690,14 @@ def test_trained_as_prescribed_test_split_fails():
     saying how many examples an epoch had?"""
     model = fitted(16, 3, 8)
     with pytest.raises(CheckFailed, match=exactly(
-            "получено 6 шагов оптимизатора (около 16 примеров за эпоху: меньше обучающей "
+            "получено: 6 шагов оптимизатора (около 16 примеров за эпоху: меньше обучающей "
             "выборки из 40; обучение на тестовой выборке или на части данных?).")):
         checks.trained_as_prescribed(model, epochs=3, batch_size=8, train_size=40, name="model1")
 
 
 def test_trained_as_prescribed_untrained_fails():
     """Does an untrained model fail on training itself?"""
-    with pytest.raises(CheckFailed, match=exactly("model1: обучение: ожидалось обученная модель")):
+    with pytest.raises(CheckFailed, match=exactly("model1: обучение: ожидается: обученная модель")):
         checks.trained_as_prescribed(tiny(), epochs=3, batch_size=8, train_size=40, name="model1")
 
 
@@ -729,7 +729,7 @@ def test_trainable_split_wrong_answer_fails(batchnorm_forms):
     trainable, non_trainable = checks.trainable_split(batchnorm_forms["before_pooling"])
     wrong = trainable + non_trainable
     with pytest.raises(CheckFailed, match=exactly(
-            f"trainable_params_2: ожидалось {trainable}, получено {wrong}.")):
+            f"trainable_params_2: ожидается: {trainable}; получено: {wrong}.")):
         checks.answer_equals(wrong, trainable, "trainable_params_2")
 
 
@@ -745,7 +745,7 @@ def test_batchnorm_param_counts_wrong_answer_fails(batchnorm_forms, forms):
     against batchnorm_param_counts, and is a network without BatchNorm an empty list?"""
     counts = checks.batchnorm_param_counts(batchnorm_forms["after_pooling"])
     with pytest.raises(CheckFailed, match=exactly(
-            "bn_params_per_layer: ожидалось [16, 32], получено [8, 16].")):
+            "bn_params_per_layer: ожидается: [16, 32]; получено: [8, 16].")):
         checks.answer_equals([8, 16], counts, "bn_params_per_layer")
     assert checks.batchnorm_param_counts(forms["sequential"]) == []
 
@@ -777,6 +777,6 @@ def test_parameterless_layer_types_student_answers():
     checks.same_names(answer, expected, "layers_without_params_4")
     checks.same_names(["MaxPool2D", "Flatten", "Dropout"], expected, "layers_without_params_4")
     with pytest.raises(CheckFailed, match=exactly(
-            "layers_without_params_4: ожидалось {'Dropout', 'Flatten', 'MaxPooling2D'}, "
-            "получено {'Flatten', 'MaxPooling2D'}.")):
+            "layers_without_params_4: ожидается: {'Dropout', 'Flatten', 'MaxPooling2D'}; "
+            "получено: {'Flatten', 'MaxPooling2D'}.")):
         checks.same_names(["MaxPooling2D", "Flatten"], expected, "layers_without_params_4")

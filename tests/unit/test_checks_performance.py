@@ -59,14 +59,14 @@ def test_test_accuracy_student_answer(fake_datasets, oracle):
     and a wrong one (the accuracy in percent) rejected with both values named?"""
     checks.answer_close(0.805, checks.test_accuracy(oracle, "mnist"), 0.01, "accuracy_1")
     with pytest.raises(CheckFailed, match=exactly(
-            "accuracy_1: ожидалось 0.8000 ± 0.01, получено 80.")):
+            "accuracy_1: ожидается: 0.8000 ± 0.01; получено: 80.")):
         checks.answer_close(80.0, checks.test_accuracy(oracle, "mnist"), 0.01, "accuracy_1")
 
 
 def test_test_accuracy_no_model_fails(fake_datasets):
     """Does test_accuracy on a variable left as None fail, saying a model was expected?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "модель: ожидалось модель Keras (keras.Model), получено None (переменная не задана).")):
+            "модель: ожидается: модель Keras (keras.Model); получено: None (переменная не задана).")):
         checks.test_accuracy(None, "mnist")
 
 
@@ -94,8 +94,8 @@ def test_test_accuracy_wrong_output_shape_fails(fake_datasets):
     inputs = keras.Input((8, 8, 1))
     model = keras.Model(inputs, keras.layers.Conv2D(2, 3, padding="same")(inputs))
     with pytest.raises(CheckFailed, match=exactly(
-            "выход модели: ожидалось массив (N, число классов), "
-            "получено массив float32 формы (10, 8, 8, 2).")):
+            "выход модели: ожидается: массив (N, число классов); "
+            "получено: массив float32 формы (10, 8, 8, 2).")):
         checks.test_accuracy(model, "mnist")
 
 
@@ -116,7 +116,7 @@ def test_accuracy_at_least_cifar_labels(fake_datasets, cifar_oracle):
 def test_accuracy_at_least_below_threshold_fails(fake_datasets, oracle):
     """Does an accuracy of 0.8 fail the model1 threshold (0.92), naming both values?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "model1: точность на тестовой выборке: ожидалось не менее 0.92, получено 0.8000.")):
+            "model1: точность на тестовой выборке: ожидается: не менее 0.92; получено: 0.8000.")):
         checks.accuracy_at_least(oracle, "mnist", checks.threshold("lab5_cnn", "model1"),
                                  "model1")
 
@@ -124,7 +124,7 @@ def test_accuracy_at_least_below_threshold_fails(fake_datasets, oracle):
 def test_accuracy_at_least_no_model_fails(fake_datasets):
     """Does accuracy_at_least on None fail with the variable's name?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "model4: ожидалось модель Keras (keras.Model), получено None (переменная не задана).")):
+            "model4: ожидается: модель Keras (keras.Model); получено: None (переменная не задана).")):
         checks.accuracy_at_least(None, "cifar10", 0.45, "model4")
 
 
@@ -139,8 +139,8 @@ def test_more_accurate_passes(fake_datasets, oracle, shifted):
 def test_more_accurate_less_accurate_fails(fake_datasets, oracle, shifted):
     """Does a model at 0.2 fail against a baseline at 0.8, naming both accuracies?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "model2: точность на тестовой выборке: ожидалось больше, чем у model1 (0.8000), "
-            "получено 0.2000.")):
+            "model2: точность на тестовой выборке: ожидается: больше, чем у model1 (0.8000); "
+            "получено: 0.2000.")):
         checks.more_accurate(shifted, oracle, "mnist", "model2", "model1")
 
 
@@ -148,14 +148,14 @@ def test_more_accurate_equal_fails(fake_datasets, oracle, make_mapping_model):
     """Does an equally accurate model (not strictly better) fail?"""
     twin = make_mapping_model((8, 8, 1), shift=0)
     with pytest.raises(CheckFailed, match=exactly(
-            "ожидалось больше, чем у model1 (0.8000), получено 0.8000.")):
+            "ожидается: больше, чем у model1 (0.8000); получено: 0.8000.")):
         checks.more_accurate(twin, oracle, "mnist", "model2", "model1")
 
 
 def test_more_accurate_missing_baseline_fails(fake_datasets, oracle):
     """Does a missing baseline fail with the baseline's name?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "model1: ожидалось модель Keras (keras.Model), получено None (переменная не задана).")):
+            "model1: ожидается: модель Keras (keras.Model); получено: None (переменная не задана).")):
         checks.more_accurate(oracle, None, "mnist", "model2", "model1")
 
 
@@ -175,7 +175,7 @@ def test_predicted_labels_true_labels_fail(fake_datasets, oracle):
     expected and found?"""
     with pytest.raises(CheckFailed, match=exactly(
             "y_pred_labels: совпадение с argmax выхода сети по тестовой выборке: "
-            "ожидалось не менее 99.9%, получено 80.00%.")):
+            "ожидается: не менее 99.9%; получено: 80.00%.")):
         checks.predicted_labels(fake_datasets.y_test, oracle, "mnist")
 
 
@@ -183,14 +183,14 @@ def test_predicted_labels_probabilities_fail(fake_datasets, oracle):
     """Do the probabilities (argmax forgotten) fail on their size, naming both sizes?"""
     probabilities = np.asarray(oracle(checks.pristine("mnist")[0]))
     with pytest.raises(CheckFailed, match=exactly(
-            "y_pred_labels: размер: ожидалось (10,), получено (30,).")):
+            "y_pred_labels: размер: ожидается: (10,); получено: (30,).")):
         checks.predicted_labels(probabilities, oracle, "mnist")
 
 
 def test_predicted_labels_none_fails(fake_datasets, oracle):
     """Does a labels variable left as None fail on its size?"""
     with pytest.raises(CheckFailed, match=exactly(
-            "y_pred_labels: размер: ожидалось (10,), получено (0,).")):
+            "y_pred_labels: размер: ожидается: (10,); получено: (0,).")):
         checks.predicted_labels(None, oracle, "mnist")
 
 
@@ -216,14 +216,14 @@ def test_accuracy_step_linear_levels(fake_datasets, on_training_split, oracle, s
     else:
         with pytest.raises(CheckFailed, match=exactly(
                 "model1: точность на тестовой выборке (ступень 4 из 4; баллы растут линейно "
-                "от 0.20 до 0.90): ожидалось не менее 0.9000, получено 0.8000.")):
+                "от 0.20 до 0.90): ожидается: не менее 0.9000; получено: 0.8000.")):
             checks.accuracy_step(oracle, "mnist", **kwargs)
 
 
 def test_accuracy_step_needs_training_split(fake_datasets, oracle):
     """Does an accurate model that knows the test images much better than the training ones
     (as a model fitted on the test split does) get no accuracy step?"""
-    with pytest.raises(CheckFailed, match=exactly("model1: обучение на обучающей выборке: ожидалось")):
+    with pytest.raises(CheckFailed, match=exactly("model1: обучение на обучающей выборке: ожидается")):
         checks.accuracy_step(oracle, "mnist", floor=0.1, threshold=0.5, step=1, steps=4,
                              name="model1")
 
@@ -246,7 +246,7 @@ def test_fitted_on_training_split(fake_datasets, make_mapping_model, synthetic):
     checks.fitted_on_training_split(constant, "mnist", "model1")
     assert checks.train_accuracy(constant, "mnist") == pytest.approx(counts[best])
     oracle = make_mapping_model((8, 8, 1), shift=0)
-    with pytest.raises(CheckFailed, match=r"model1: обучение на обучающей выборке: ожидалось "
+    with pytest.raises(CheckFailed, match=r"model1: обучение на обучающей выборке: ожидается: "
                        r"точность на обучающих изображениях не ниже точности на тестовых \(0\.8000\)"):
         checks.fitted_on_training_split(oracle, "mnist", "model1")
 
@@ -286,7 +286,7 @@ def test_argmax_labels_wrong_labels_fail():
     """Do labels that differ from the argmax fail, saying how many agree?"""
     scores = np.array([[0.1, 0.9], [0.8, 0.2], [0.3, 0.7], [0.6, 0.4]], dtype=np.float32)
     expected = ("y_pred_labels: совпадение с номерами классов выхода сети y_pred: "
-                "ожидалось 100%, получено 75.00%.")
+                "ожидается: 100%; получено: 75.00%.")
     with pytest.raises(CheckFailed, match=re.escape(expected)):
         checks.argmax_labels(np.array([1, 0, 1, 1]), scores)
 
@@ -294,13 +294,14 @@ def test_argmax_labels_wrong_labels_fail():
 def test_argmax_labels_probabilities_instead_of_labels_fail():
     """Does passing the raw outputs (not class numbers) fail on the size?"""
     scores = np.eye(3, dtype=np.float32)
-    with pytest.raises(CheckFailed, match=re.escape("y_pred_labels: размер: ожидалось (3,), получено (9,)")):
+    with pytest.raises(CheckFailed,
+                       match=re.escape("y_pred_labels: размер: ожидается: (3,); получено: (9,)")):
         checks.argmax_labels(scores, scores)
 
 
 def test_argmax_labels_missing_outputs_fail():
     """Does a missing y_pred fail with the expected shape named?"""
-    expected = "y_pred: выход сети: ожидалось массив (N, число классов)"
+    expected = "y_pred: выход сети: ожидается: массив (N, число классов)"
     with pytest.raises(CheckFailed, match=re.escape(expected)):
         checks.argmax_labels(np.array([1]), None)
 
@@ -325,9 +326,9 @@ def test_answer_accuracy_test_split_only(fake_datasets, oracle, synthetic):
     checks.answer_accuracy(0.8, oracle, "mnist", "accuracy_1")
     raw = synthetic.raw["mnist"][1][0].astype(np.float32)[..., np.newaxis]
     checks.answer_accuracy(0.8, oracle, "mnist", "accuracy_1", x_test=raw)  # 0..255 pixels
-    with pytest.raises(CheckFailed, match=exactly("accuracy_1: ожидалось 0.8000 ± 0.002")):
+    with pytest.raises(CheckFailed, match=exactly("accuracy_1: ожидается: 0.8000 ± 0.002")):
         checks.answer_accuracy(0.7, oracle, "mnist", "accuracy_1")
     shuffled = raw[::-1].copy()  # not the test split in its order: not used
     assert checks.performance.own_test_images(shuffled, "mnist") is None
-    with pytest.raises(CheckFailed, match=exactly("accuracy_1: ожидалось 0.8000 ± 0.002 (точность")):
+    with pytest.raises(CheckFailed, match=exactly("accuracy_1: ожидается: 0.8000 ± 0.002 (точность")):
         checks.answer_accuracy(0.3, oracle, "mnist", "accuracy_1", x_test=shuffled)

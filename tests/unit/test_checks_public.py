@@ -48,20 +48,44 @@ def test_hidden_vocabulary_reexports(name: str) -> None:
 
 def test_format_checks_message() -> None:
     public.is_integer(3, "n")
-    with pytest.raises(public.CheckFailed, match=r"ожидалось целое число, получено 3\.5"):
+    with pytest.raises(public.CheckFailed, match=r"ожидается: целое число; получено: 3\.5"):
         public.is_integer(3.5, "n")
     public.image_format(np.zeros((2, 4, 4, 1), np.float32), "x", (4, 4, 1))
-    with pytest.raises(public.CheckFailed, match="ожидалось float32"):
+    with pytest.raises(public.CheckFailed, match="ожидается: float32"):
         public.image_format(np.zeros((2, 4, 4, 1)), "x", (4, 4, 1))
 
 
 def test_message_helpers() -> None:
-    assert str(public.fail("n", 1, 2)) == "n: ожидалось 1, получено 2."
+    assert str(public.fail("n", 1, 2)) == "n: ожидается: 1; получено: 2."
     public.require(True, "n", 1, 1)
-    with pytest.raises(public.CheckFailed, match=r"n: ожидалось 1, получено 2\."):
+    with pytest.raises(public.CheckFailed, match=r"n: ожидается: 1; получено: 2\."):
         public.require(False, "n", 1, 2)
     assert public.show(None) == "None (переменная не задана)"
     assert public.show(np.zeros((2, 3), np.float32)) == "массив float32 формы (2, 3)"
+
+
+@pytest.mark.parametrize(("expected", "found"), [
+    ("модель Keras (keras.Model)", "None"),  # feminine: "ожидалось модель" was wrong
+    ("слои «Conv2D 8 3x3 same relu»", "«Dense 10 softmax»"),  # plural
+    ("один из 4 каналов", "изображение"),  # masculine
+])
+def test_mismatch_reads_for_any_noun(expected: str, found: str) -> None:
+    """Does one template serve every gender and number: the expected and found parts stand after
+    colons, so no past-tense verb has to agree with them?"""
+    assert checks.mismatch("x", expected, found) == f"x: ожидается: {expected}; получено: {found}."
+    assert str(public.fail("x", expected, found)) == public.mismatch("x", expected, found)
+
+
+def test_no_agreeing_verb_in_student_messages() -> None:
+    """Do the checks, the public kit, the grader's probes and the masters avoid the past-tense
+    "ожидалось/ожидался/ожидались/ожидалась" that breaks for nouns of another gender or number?"""
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    sources = [*(root / "src" / "convlab").rglob("*.py"), *(root / "assignments").glob("*/*.ipynb")]
+    offending = [f"{path.relative_to(root)}: {line.strip()[:80]}" for path in sources
+                 for line in path.read_text().splitlines() if re.search(r"ожидал(ось|ся|ись|ась)", line)]
+    assert offending == []
 
 
 def test_image_count_any_layout() -> None:
@@ -72,6 +96,6 @@ def test_image_count_any_layout() -> None:
         ax.imshow(np.zeros((3, 3)))
     public.image_count(fig, 4, "fig4")
     with pytest.raises(public.CheckFailed,
-                       match=r"fig4: число панелей с изображениями: ожидалось 3, получено 4\."):
+                       match=r"fig4: число панелей с изображениями: ожидается: 3; получено: 4\."):
         public.image_count(fig, 3, "fig4")
     plt.close(fig)

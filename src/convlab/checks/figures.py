@@ -94,11 +94,10 @@ def _panels_show_channels(panels: list[Any], maps: np.ndarray, name: str) -> Non
                        f"{maps.shape[:2]} (карта признаков первого свёрточного слоя)", drawn.shape)
         matches = [k for k in range(channels) if _same_picture(drawn, maps[..., k])]
         if not matches:
-            raise CheckFailed(
-                f"{name}, панель №{number + 1}: ожидался один из {channels} каналов выхода "
-                "первого свёрточного слоя model2 для выбранного изображения (в любом масштабе "
-                "яркости), получено изображение, не совпадающее ни с одним каналом."
-            )
+            raise fail(f"{name}, панель №{number + 1}",
+                       f"один из {channels} каналов выхода первого свёрточного слоя model2 для "
+                       "выбранного изображения (в любом масштабе яркости)",
+                       "изображение, не совпадающее ни с одним каналом")
         # identical channels (e.g. all-zero ReLU maps) match several panels: count a channel
         # not yet shown when there is one
         unseen = [k for k in matches if k not in seen]

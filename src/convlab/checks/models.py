@@ -18,6 +18,7 @@ from convlab.checks.base import CheckFailed, fail, require, show
 
 # the layer descriptions live beside the grader's kernel side (which may not import checks)
 from convlab.grading.layers import Op, _leaf_layers, _pair, layer_ops  # noqa: F401
+from convlab.public import mismatch
 
 
 def need_model(model: Any, name: str) -> None:
@@ -41,15 +42,11 @@ def layer_sequence(model: Any, expected: list[str], *, ignore: tuple[str, ...] =
     found = [op.describe() for op in layer_ops(model) if op.kind not in ignore]
     for index, (want, got) in enumerate(zip(expected, found, strict=False)):
         if want != got:
-            raise CheckFailed(
-                f"{name}, слой №{index + 1}: ожидалось «{want}», получено «{got}». "
-                f"Слои модели: {', '.join(found)}."
-            )
+            raise CheckFailed(mismatch(f"{name}, слой №{index + 1}", f"«{want}»", f"«{got}»")
+                              + f" Слои модели: {', '.join(found)}.")
     if len(found) != len(expected):
-        raise CheckFailed(
-            f"{name}: ожидалось слоёв: {len(expected)} ({', '.join(expected)}), "
-            f"получено: {len(found)} ({', '.join(found)})."
-        )
+        raise fail(f"{name}: число слоёв", f"{len(expected)} ({', '.join(expected)})",
+                   f"{len(found)} ({', '.join(found)})")
 
 
 def output_layer(model: Any, classes: int, activation: str = "softmax", *,
@@ -76,10 +73,8 @@ def batchnorm_after(model: Any, kinds: list[str], *, name: str = "модель")
         present = [i for i in weighted if ops[i].kind == kind and i != output]
         if not present:
             what = "свёрточный слой Conv2D" if kind == "Conv2D" else f"скрытый слой {kind}"
-            raise CheckFailed(
-                f"{name}: ожидался хотя бы один {what} (с BatchNormalization после него), "
-                f"получено: его нет. Слои модели: {layers_text}."
-            )
+            raise CheckFailed(mismatch(name, f"хотя бы один {what} (с BatchNormalization после него)",
+                                       "его нет") + f" Слои модели: {layers_text}.")
     missing = []
     for index in weighted:
         if ops[index].kind not in kinds or index == output:
@@ -90,9 +85,9 @@ def batchnorm_after(model: Any, kinds: list[str], *, name: str = "модель")
             missing.append(f"слой №{index + 1} «{ops[index].describe()}»")
     if missing:
         raise CheckFailed(
-            f"{name}: ожидался слой BatchNormalization после каждого слоя {'/'.join(kinds)} "
-            f"(до следующего Conv2D/Dense); нет нормализации после: {'; '.join(missing)}. "
-            f"Слои модели: {layers_text}."
+            mismatch(name, f"слой BatchNormalization после каждого слоя {'/'.join(kinds)} "
+                     "(до следующего Conv2D/Dense)", f"нет нормализации после: {'; '.join(missing)}")
+            + f" Слои модели: {layers_text}."
         )
 
 

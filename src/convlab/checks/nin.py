@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from convlab.checks.base import CheckFailed, fail, require, show
+from convlab.checks.base import fail, require, show
 from convlab.checks.models import Op, _leaf_layers, _pair, layer_ops, need_model, optimizer_steps
 from convlab.public import figure_shows_matrix  # noqa: F401  (re-exported)
 
@@ -128,8 +128,7 @@ def nin_block_probed(nin_block: Any, name: str = "nin_block") -> None:
         found = [_describe_conv(op) for op in ops if op.kind not in _IGNORED]
         expected = _expected_block(config)
         if found != expected:
-            raise CheckFailed(f"{call}: ожидалось слои «{', '.join(expected)}», "
-                              f"получено «{', '.join(found)}».")
+            raise fail(call, f"слои «{', '.join(expected)}»", f"«{', '.join(found)}»")
         shape = _expected_block_shape(config, probes.BLOCK_INPUT)
         require(described["output_shape"] == shape, f"{call}: форма выхода", tuple(shape),
                 tuple(described["output_shape"]))

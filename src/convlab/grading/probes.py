@@ -218,9 +218,9 @@ def outcomes(kind: str, fn: Any) -> list[dict[str, Any]]:
             raise AssertionError(f"{fn.name}: ответы функции записаны не для проб оценщика")
         return fn.results
     if not callable(fn):
-        from convlab.public import show
+        from convlab.public import mismatch, show
 
-        raise AssertionError(f"функция на пробах оценщика: ожидалось функция, получено {show(fn)}.")
+        raise AssertionError(mismatch("функция на пробах оценщика", "функция", show(fn)))
     return compute(kind, fn)
 
 
