@@ -14,6 +14,7 @@ import ast
 import json
 import statistics
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -137,14 +138,52 @@ def thresholds(lab: Lab, runs: list[dict[str, Any]]) -> dict[str, float]:
     return result
 
 
+CHANCE = 0.1  #: accuracy of a guess among the ten classes of both datasets
+
+
+def floor_of(threshold: float) -> float:
+    """The accuracy at which credit starts: a quarter of the way from the threshold down to
+    chance, rounded down to 0.01 (docs/calibration.md, "floors")."""
+    return float(np.floor((threshold - (threshold - CHANCE) / 4) * 100 + 1e-9) / 100)
+
+
+def floors(lab: Lab, chosen: dict[str, float]) -> dict[str, float]:
+    """Floor per model from its threshold (:func:`floor_of`)."""
+    return {name: floor_of(value) for name, value in chosen.items()}
+
+
+@dataclass(frozen=True)
+class FalseFails:
+    """How often a reference run falls below a threshold: observed among the runs, and the
+    normal estimate from their mean and sd (``nan`` with fewer than two runs)."""
+
+    runs: int
+    below: int
+    estimate: float
+
+
+def false_fails(values: list[float], threshold: float) -> FalseFails:
+    """The false-fail rate of ``threshold`` over reference runs ``values``."""
+    below = sum(v < threshold for v in values)
+    if len(values) < 2:
+        return FalseFails(len(values), below, float("nan"))
+    spread = statistics.stdev(values)
+    estimate = (float(threshold > statistics.mean(values)) if spread == 0 else
+                statistics.NormalDist(statistics.mean(values), spread).cdf(threshold))
+    return FalseFails(len(values), below, estimate)
+
+
 def report(lab: Lab, runs: list[dict[str, Any]], chosen: dict[str, float]) -> str:
-    """Markdown table of the runs and the chosen thresholds."""
+    """Markdown table of the runs, the chosen thresholds and their false-fail rates (all runs,
+    and the runs on the backend each run names, when there are several)."""
     lines = [
         f"## {lab.name}",
         "",
-        "| model | epochs | seeds | test accuracy per seed | mean | sd | min | threshold |",
-        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+        "| model | epochs | seeds | test accuracy per seed | mean | sd | min | threshold | floor "
+        "| runs below | false-fail estimate |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    notes: list[str] = []
     for name in lab.plans:
         mine = sorted((r for r in runs if r["model"] == name), key=lambda r: r["seed"])
         if not mine:
@@ -152,10 +191,23 @@ def report(lab: Lab, runs: list[dict[str, Any]], chosen: dict[str, float]) -> st
         values = [r["test_accuracy"] for r in mine]
         sd = statistics.stdev(values) if len(values) > 1 else float("nan")
         fixed = f" ({lab.fixed[name].reason})" if name in lab.fixed else ""
+        threshold = chosen.get(name, float("nan"))
+        fails = false_fails(values, threshold)
         lines.append(
             f"| {name} | {mine[0]['epochs']} | {', '.join(str(r['seed']) for r in mine)} | "
             f"{', '.join(f'{v:.4f}' for v in values)} | {statistics.mean(values):.4f} | "
-            f"{sd:.4f} | {min(values):.4f} | {chosen.get(name, float('nan')):.2f}{fixed} |")
+            f"{sd:.4f} | {min(values):.4f} | {threshold:.2f}{fixed} | {floor_of(threshold):.2f} | "
+            f"{fails.below} of {fails.runs} | {fails.estimate:.2%} |")
+        backends = sorted({r.get("backend", "") for r in mine})
+        if len(backends) > 1:
+            for backend in backends:
+                part = [r["test_accuracy"] for r in mine if r.get("backend", "") == backend]
+                one = false_fails(part, threshold)
+                notes.append(f"* {name}, {backend or 'backend not recorded'}: {len(part)} runs, mean "
+                             f"{statistics.mean(part):.4f}, {one.below} below {threshold:.2f}, "
+                             f"false-fail estimate {one.estimate:.2%}")
+    if notes:
+        lines += ["", "By backend:", "", *notes]
     return "\n".join(lines) + "\n"
 
 
@@ -164,6 +216,7 @@ def write(lab: Lab, runs: list[dict[str, Any]], thresholds_file: Path, doc: Path
     chosen = thresholds(lab, runs)
     data = json.loads(thresholds_file.read_text())
     data["thresholds"][lab.name] = chosen
+    data.setdefault("floors", {})[lab.name] = floors(lab, chosen)
     thresholds_file.write_text(json.dumps(data, indent=1) + "\n")
     marker = f"<!-- {lab.name} -->"
     text = doc.read_text() if doc.is_file() else ""
