@@ -25,6 +25,7 @@ of the fingerprint, so re-running cells out of order does not force retraining.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -34,8 +35,9 @@ import sys
 import tempfile
 import types
 import warnings
+import weakref
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -347,14 +349,53 @@ _INFERENCE_ARGUMENTS = {"evaluate": ("batch_size", "steps", "return_dict"),
 _MAX_MEMO = 256 << 20  #: bytes of one stored prediction
 
 
-def weights_digest(model: Any) -> str:
-    """BLAKE2b of a model's weights (dtype, shape and bytes of each)."""
+def arrays_digest(arrays: Iterable[Any]) -> str:
+    """BLAKE2b (16 bytes, hex) of arrays in order: the dtype, shape and bytes of each.
+
+    The package's one digest of weights and exported arrays: the inference memos' keys (so its
+    values must never change: the committed ``solutions/*/artifacts`` are named by it,
+    ``tests/test_artifacts.py`` pins one), the checks' prediction cache, the exporter's file names
+    and the integrity report's exact copies. It lives here because the student wheel and the
+    grading kernel, which hold no ``grading`` module, need it too."""
     digest = hashlib.blake2b(digest_size=16)
-    for weight in model.get_weights():
-        array = np.ascontiguousarray(weight)
+    for item in arrays:
+        array = np.ascontiguousarray(item)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.view(np.uint8).reshape(-1).data if array.size else b"")
     return digest.hexdigest()
+
+
+#: model -> its weights' digest, for models whose weights nothing changes any more
+_settled: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _settled_digest(model: Any) -> str | None:
+    try:
+        return _settled.get(model)
+    except TypeError:  # an object that cannot be weakly referenced
+        return None
+
+
+def weights_digest(model: Any) -> str:
+    """:func:`arrays_digest` of a model's weights (the remembered one after
+    :func:`settle_weights_digest`)."""
+    known = _settled_digest(model)
+    return known if known is not None else arrays_digest(model.get_weights())
+
+
+def settle_weights_digest(model: Any) -> str:
+    """:func:`weights_digest` of ``model``, remembered for the model object: every later
+    :func:`weights_digest` of it returns this value without reading the weights again.
+
+    Only for a model whose weights nothing changes afterwards: the grader's scorer loads each
+    submitted model once, digests it for the integrity report
+    (:class:`convlab.grading.integrity.Collector`), and the checks' prediction cache
+    (:mod:`convlab.checks.performance`) then reuses that digest, so one grading digests each
+    model once. Never for a notebook's models (``fit`` changes them)."""
+    digest = weights_digest(model)
+    with contextlib.suppress(TypeError):
+        _settled[model] = digest
+    return digest
 
 
 def inference_key(model: Any, kind: str, arguments: dict[str, Any]) -> str | None:

@@ -83,13 +83,12 @@ def _type_name(value: Any) -> str:
 def _write_array(array: Any, directory: str) -> str:
     import numpy as np
 
+    from convlab import artifacts
+
     array = np.ascontiguousarray(np.ma.getdata(array))
     if array.dtype.hasobject or array.dtype.fields is not None:
         raise NotExportable(f"numpy.ndarray[{array.dtype}]")
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
-    name = f"a_{digest.hexdigest()}.npy"
+    name = f"a_{artifacts.arrays_digest([array])}.npy"
     path = os.path.join(directory, name)
     if not os.path.exists(path):
         tmp = path + ".tmp"
@@ -100,14 +99,14 @@ def _write_array(array: Any, directory: str) -> str:
 
 
 def _model_key(model: Any) -> str:
-    import numpy as np
+    from convlab import artifacts
 
     digest = hashlib.blake2b(digest_size=16)
     digest.update(str(id(model)).encode())
     with contextlib.suppress(Exception):
         digest.update(json.dumps(model.get_config(), sort_keys=True, default=repr).encode())
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(np.asarray(weight)).tobytes())
+    # the weights' digest read now, never a settled one: the notebook's fits change its models
+    digest.update(artifacts.arrays_digest(model.get_weights()).encode())
     history = getattr(model, "history", None)
     digest.update(repr(len(getattr(history, "epoch", []) or [])).encode())
     digest.update(repr(_iterations(model)).encode())
