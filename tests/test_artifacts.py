@@ -298,3 +298,16 @@ def test_a_settled_digest_is_remembered_and_others_are_not() -> None:
         model.set_weights([w + 1 for w in model.get_weights()])
     assert artifacts.weights_digest(settled) == before == artifacts.settle_weights_digest(settled)
     assert artifacts.weights_digest(free) != before
+
+
+def test_jsonable_is_the_one_converter() -> None:
+    """Does ``artifacts.jsonable`` turn numpy values, tuples, non-finite floats and tensors into
+    JSON data and anything else into its repr, and does the grading kernel's exporter give the
+    same (one converter, not two)?"""
+    from convlab.grading import exporter
+
+    value = {1: (np.float32(0.5), np.arange(2)), "nan": float("nan"), "t": keras.ops.ones((2,)),
+             "o": object}
+    expected = {"1": [0.5, [0, 1]], "nan": None, "t": [1.0, 1.0], "o": repr(object)}
+    assert artifacts.jsonable(value) == expected == exporter._jsonable(value)
+    assert json.loads(json.dumps(artifacts.jsonable(value))) == expected

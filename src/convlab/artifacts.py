@@ -225,18 +225,23 @@ def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
             temp_path.unlink()
 
 
-def _jsonable(values: Any) -> Any:
-    if isinstance(values, dict):
-        return {str(k): _jsonable(v) for k, v in values.items()}
-    if isinstance(values, (list, tuple)):
-        return [_jsonable(v) for v in values]
-    if isinstance(values, (np.generic, np.ndarray)):
-        return _jsonable(values.tolist())
-    if isinstance(values, float) and not math.isfinite(values):
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON data: dict keys as strings, tuples as lists, numpy and tensor values as
+    numbers and lists, non-finite floats as None, anything else as its ``repr``.
+
+    The package's one such converter (fit histories and evaluations here, the exporter's model
+    histories in the grading kernel); it lives here because the student wheel needs it."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic | np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
         return None
-    if hasattr(values, "numpy"):
-        return _jsonable(values.numpy())
-    return values
+    if hasattr(value, "numpy"):
+        return jsonable(value.numpy())
+    return value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
@@ -262,8 +267,8 @@ def save(model: Any, key: str, history: Any, directory: Path, names: list[str]) 
     """Write the trained model, its history and its manifest entry."""
     path = directory / f"{key}.keras"
     _atomic_write(path, lambda p: model.save(p))
-    record = {"history": _jsonable(history.history), "epoch": list(history.epoch),
-              "params": _jsonable(history.params)}
+    record = {"history": jsonable(history.history), "epoch": list(history.epoch),
+              "params": jsonable(history.params)}
     _atomic_write(directory / f"{key}.history.json",
                   lambda p: p.write_text(json.dumps(record, indent=1)))
     manifest = read_manifest(directory)
@@ -467,7 +472,7 @@ def _write_memo(kind: str, path: Path, value: Any) -> None:
     if kind == "evaluate":
         value = list(value) if isinstance(value, tuple) else value
         if _is_evaluation(value):
-            _atomic_write(path, lambda p: p.write_text(json.dumps({"result": _jsonable(value)})))
+            _atomic_write(path, lambda p: p.write_text(json.dumps({"result": jsonable(value)})))
     elif isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.nbytes <= _MAX_MEMO:
         _atomic_write(path, lambda p: np.save(p, value, allow_pickle=False))
 

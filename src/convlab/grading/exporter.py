@@ -125,19 +125,9 @@ def _iterations(model: Any) -> int:
 
 
 def _jsonable(value: Any) -> Any:
-    import numpy as np
+    from convlab import artifacts
 
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic | np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "numpy"):
-        return _jsonable(value.numpy())
-    return value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
+    return artifacts.jsonable(value)
 
 
 def _resolve(dotted: str) -> Any:
