@@ -31,12 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from convlab.grading import probes as _probes
-
-FORMAT = 1
-MANIFEST = "manifest.json"
-MAX_DEPTH = 20
-MAX_ITEMS = 100_000  #: items of one container (a longer list is not exportable)
-MAX_AXES = 400
+from convlab.grading.export_format import FORMAT, MANIFEST, MAX_AXES, MAX_DEPTH, MAX_ITEMS
 
 _state: dict[str, Any] = {"needed": {}, "dir": None, "snapshots": {}, "checked": [], "memo": {}}
 
