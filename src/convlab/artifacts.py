@@ -212,6 +212,10 @@ def fingerprint(model: Any, arguments: dict[str, Any]) -> str | None:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(temporary path)`` then rename it over ``path``: a killed fit leaves no half file.
+
+    Not :mod:`convlab.grading.files` (the grader's one writer): the student wheel has no
+    ``grading`` module, and ``model.save`` needs a path with the target's suffix, not bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
     os.close(handle)

@@ -41,6 +41,7 @@ import yaml
 import convlab
 from convlab import labs
 from convlab.artifacts import files_of
+from convlab.grading import files
 from convlab.tflog import NATIVE_LOG_LINE, quiet_env
 
 #: Packages the grading kernel needs, pinned like pyproject.toml (otter adds itself).
@@ -288,7 +289,7 @@ def collect(lab: str, ctx: Context) -> None:
     (student / "requirements.txt").write_text(
         "\n".join(["otter-grader==7.0.0", "jupyterlab", *GRADING_REQUIREMENTS, f"./{STUDENT_WHEEL}"])
         + "\n")
-    (student / "README.md").write_text(STUDENT_README.format(lab=lab))
+    files.write_text(student / "README.md", STUDENT_README.format(lab=lab))
 
 
 def _execute(notebook: Path, workdir: Path, env: dict[str, str]) -> None:
@@ -346,8 +347,8 @@ def solve(lab: str, ctx: Context) -> None:
     for key in keys:  # the model, its history and the memos of its evaluate/predict calls
         for path in files_of(workdir / "artifacts", key):
             shutil.copy(path, target / "artifacts")
-    (target / "artifacts" / "manifest.json").write_text(
-        json.dumps({k: manifest[k] for k in keys}, indent=1, sort_keys=True))
+    files.write_text(target / "artifacts" / "manifest.json",
+                     json.dumps({k: manifest[k] for k in keys}, indent=1, sort_keys=True))
     shutil.copy(notebook, target / f"{lab}.ipynb")
     normalize_notebook(target / f"{lab}.ipynb", keep_outputs=True,
                        source_name=f"assignments/{lab}/{lab}.ipynb")
@@ -373,7 +374,7 @@ def otter_run(submission: Path, autograder_zip: Path, output: Path,
         [str(otter), "run", "-a", str(autograder_zip), "-o", str(output), "--no-logo",
          str(submission)], capture_output=True, text=True, timeout=timeout,
         env=quiet_env({**os.environ, **(env or {})}))
-    (output / "otter-run.log").write_text(result.stdout + "\n" + result.stderr)
+    files.write_text(output / "otter-run.log", result.stdout + "\n" + result.stderr)
     results = output / "results.json"
     if result.returncode != 0 or not results.is_file():
         raise BuildError(f"otter run failed ({result.returncode}):\n{result.stderr[-3000:]}")

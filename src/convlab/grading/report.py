@@ -328,7 +328,7 @@ def write_report(results: Sequence[Result], out: Path,
     out = Path(out)
     data = build(results, settings)
     picture = figures.histogram(data["histogram"]["edges"], data["histogram"]["counts"], "Totals")
-    (out / "report_histogram.png").write_bytes(picture)
+    files.write_bytes(out / "report_histogram.png", picture)
     files.write_json(out / "report.json", data)
     files.write_text(out / "report.md", render_markdown(data))
     files.write_text(out / "report.html", render_html(data, picture))
