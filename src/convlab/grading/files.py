@@ -9,10 +9,11 @@ such a temporary file, which :func:`remove_stale_temps` removes before the next 
 
 Writers of their own remain only where this module cannot be imported: the student kit's
 :mod:`convlab.artifacts` (the student wheel holds no ``grading`` module; it writes through a path
-because ``model.save`` needs one), the grading kernel's :mod:`convlab.grading.exporter` (the
-kernel sees only ``execute.KERNEL_MODULES``). :mod:`convlab.grading.score_process` still writes its
-``result.json`` itself (that module is under parallel change; it can import this one). Scratch files of a build (staged sources, a submission being
-assembled) are written plainly: nothing reads them half-written.
+because ``model.save`` needs one) and the grading kernel's :mod:`convlab.grading.exporter` (the
+kernel sees only ``execute.KERNEL_MODULES``). :mod:`convlab.grading.score_process` still writes
+its ``result.json`` itself (that module is under parallel change; it can import this one).
+Scratch files of a build (staged sources, a submission being assembled) are written plainly:
+nothing reads them half-written.
 """
 
 from __future__ import annotations
