@@ -274,3 +274,40 @@ def test_checks_never_use_a_remembered_prediction(inference) -> None:
         import importlib
 
         importlib.reload(performance)
+
+
+def test_weights_digest_of_a_committed_model_is_unchanged() -> None:
+    """Is the weights digest still the one that named the committed inference memos
+    (``solutions/*/artifacts``): one committed model's value, pinned? A changed digest would
+    leave every committed memo unused."""
+    path = Path(__file__).resolve().parents[1] / "solutions/lab5_cnn/artifacts/52a43913a6ea690b5c3a.keras"
+    model = keras.saving.load_model(path, compile=False)
+    assert artifacts.weights_digest(model) == "e26a6aaec11d74c0bcb5d38e045768ab"
+    assert artifacts.arrays_digest(model.get_weights()) == "e26a6aaec11d74c0bcb5d38e045768ab"
+
+
+def test_a_settled_digest_is_remembered_and_others_are_not() -> None:
+    """Does ``settle_weights_digest`` remember a model's digest (later weights changes do not
+    move it: only for models nothing changes), while an unsettled model's digest follows its
+    weights?"""
+    settled, free = make(), make()
+    free.set_weights(settled.get_weights())
+    before = artifacts.settle_weights_digest(settled)
+    assert before == artifacts.weights_digest(free)
+    for model in (settled, free):
+        model.set_weights([w + 1 for w in model.get_weights()])
+    assert artifacts.weights_digest(settled) == before == artifacts.settle_weights_digest(settled)
+    assert artifacts.weights_digest(free) != before
+
+
+def test_jsonable_is_the_one_converter() -> None:
+    """Does ``artifacts.jsonable`` turn numpy values, tuples, non-finite floats and tensors into
+    JSON data and anything else into its repr, and does the grading kernel's exporter give the
+    same (one converter, not two)?"""
+    from convlab.grading import exporter
+
+    value = {1: (np.float32(0.5), np.arange(2)), "nan": float("nan"), "t": keras.ops.ones((2,)),
+             "o": object}
+    expected = {"1": [0.5, [0, 1]], "nan": None, "t": [1.0, 1.0], "o": repr(object)}
+    assert artifacts.jsonable(value) == expected == exporter._jsonable(value)
+    assert json.loads(json.dumps(artifacts.jsonable(value))) == expected

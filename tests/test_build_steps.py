@@ -213,3 +213,25 @@ def test_native_log_lines_are_dropped_from_outputs() -> None:
     kept = build.without_native_logs(outputs)
     assert [o["text"] for o in kept] == ["UserWarning: своё предупреждение\n",
                                          "I0000 00:00:1.0 1 a.cc:1] printed by the student\n"]
+
+
+def test_requirements_take_their_pins_from_pyproject(tmp_path: Path) -> None:
+    """Are the generated requirements' versions pyproject.toml's (read, not retyped: build.py holds
+    no pinned version of a dependency), and are the committed requirements files in step?"""
+    import tomllib
+
+    dependencies = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["dependencies"]
+    source = (ROOT / "src/convlab/build.py").read_text()
+    assert not [d for d in dependencies if "==" in d and d.split("==")[1] in source]
+    kernel = build.pinned(build.GRADING_PACKAGES)
+    assert sorted(kernel) == sorted(d for d in dependencies
+                                    if d.split("=")[0].split(">")[0] in build.GRADING_PACKAGES)
+    for lab in ("lab5_cnn", "lab6_nin"):
+        assert (ROOT / "autograder" / lab / "requirements.txt").read_text().splitlines()[:-1] == kernel
+        student = (ROOT / "student" / lab / "requirements.txt").read_text().splitlines()
+        assert student[0] == build.pinned(["otter-grader"])[0] and student[2:-1] == kernel
+    other = tmp_path / "pyproject.toml"
+    other.write_text('[project]\ndependencies = ["Keras==9.9", "numpy>=1"]\n')
+    assert build.pinned(["keras", "numpy"], other) == ["Keras==9.9", "numpy>=1"]
+    with pytest.raises(build.BuildError, match="tensorflow-cpu"):
+        build.pinned(["tensorflow-cpu"], other)

@@ -25,6 +25,7 @@ of the fingerprint, so re-running cells out of order does not force retraining.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
 import json
@@ -34,8 +35,9 @@ import sys
 import tempfile
 import types
 import warnings
+import weakref
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -210,6 +212,10 @@ def fingerprint(model: Any, arguments: dict[str, Any]) -> str | None:
 
 
 def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
+    """``write(temporary path)`` then rename it over ``path``: a killed fit leaves no half file.
+
+    Not :mod:`convlab.grading.files` (the grader's one writer): the student wheel has no
+    ``grading`` module, and ``model.save`` needs a path with the target's suffix, not bytes."""
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=path.suffix + ".tmp")
     os.close(handle)
@@ -223,18 +229,23 @@ def _atomic_write(path: Path, write: Callable[[Path], object]) -> None:
             temp_path.unlink()
 
 
-def _jsonable(values: Any) -> Any:
-    if isinstance(values, dict):
-        return {str(k): _jsonable(v) for k, v in values.items()}
-    if isinstance(values, (list, tuple)):
-        return [_jsonable(v) for v in values]
-    if isinstance(values, (np.generic, np.ndarray)):
-        return _jsonable(values.tolist())
-    if isinstance(values, float) and not math.isfinite(values):
+def jsonable(value: Any) -> Any:
+    """``value`` as JSON data: dict keys as strings, tuples as lists, numpy and tensor values as
+    numbers and lists, non-finite floats as None, anything else as its ``repr``.
+
+    The package's one such converter (fit histories and evaluations here, the exporter's model
+    histories in the grading kernel); it lives here because the student wheel needs it."""
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    if isinstance(value, np.generic | np.ndarray):
+        return jsonable(value.tolist())
+    if isinstance(value, float) and not math.isfinite(value):
         return None
-    if hasattr(values, "numpy"):
-        return _jsonable(values.numpy())
-    return values
+    if hasattr(value, "numpy"):
+        return jsonable(value.numpy())
+    return value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
 
 
 def read_manifest(directory: Path) -> dict[str, Any]:
@@ -260,8 +271,8 @@ def save(model: Any, key: str, history: Any, directory: Path, names: list[str]) 
     """Write the trained model, its history and its manifest entry."""
     path = directory / f"{key}.keras"
     _atomic_write(path, lambda p: model.save(p))
-    record = {"history": _jsonable(history.history), "epoch": list(history.epoch),
-              "params": _jsonable(history.params)}
+    record = {"history": jsonable(history.history), "epoch": list(history.epoch),
+              "params": jsonable(history.params)}
     _atomic_write(directory / f"{key}.history.json",
                   lambda p: p.write_text(json.dumps(record, indent=1)))
     manifest = read_manifest(directory)
@@ -347,14 +358,53 @@ _INFERENCE_ARGUMENTS = {"evaluate": ("batch_size", "steps", "return_dict"),
 _MAX_MEMO = 256 << 20  #: bytes of one stored prediction
 
 
-def weights_digest(model: Any) -> str:
-    """BLAKE2b of a model's weights (dtype, shape and bytes of each)."""
+def arrays_digest(arrays: Iterable[Any]) -> str:
+    """BLAKE2b (16 bytes, hex) of arrays in order: the dtype, shape and bytes of each.
+
+    The package's one digest of weights and exported arrays: the inference memos' keys (so its
+    values must never change: the committed ``solutions/*/artifacts`` are named by it,
+    ``tests/test_artifacts.py`` pins one), the checks' prediction cache, the exporter's file names
+    and the integrity report's exact copies. It lives here because the student wheel and the
+    grading kernel, which hold no ``grading`` module, need it too."""
     digest = hashlib.blake2b(digest_size=16)
-    for weight in model.get_weights():
-        array = np.ascontiguousarray(weight)
+    for item in arrays:
+        array = np.ascontiguousarray(item)
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.view(np.uint8).reshape(-1).data if array.size else b"")
     return digest.hexdigest()
+
+
+#: model -> its weights' digest, for models whose weights nothing changes any more
+_settled: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+
+
+def _settled_digest(model: Any) -> str | None:
+    try:
+        return _settled.get(model)
+    except TypeError:  # an object that cannot be weakly referenced
+        return None
+
+
+def weights_digest(model: Any) -> str:
+    """:func:`arrays_digest` of a model's weights (the remembered one after
+    :func:`settle_weights_digest`)."""
+    known = _settled_digest(model)
+    return known if known is not None else arrays_digest(model.get_weights())
+
+
+def settle_weights_digest(model: Any) -> str:
+    """:func:`weights_digest` of ``model``, remembered for the model object: every later
+    :func:`weights_digest` of it returns this value without reading the weights again.
+
+    Only for a model whose weights nothing changes afterwards: the grader's scorer loads each
+    submitted model once, digests it for the integrity report
+    (:class:`convlab.grading.integrity.Collector`), and the checks' prediction cache
+    (:mod:`convlab.checks.performance`) then reuses that digest, so one grading digests each
+    model once. Never for a notebook's models (``fit`` changes them)."""
+    digest = weights_digest(model)
+    with contextlib.suppress(TypeError):
+        _settled[model] = digest
+    return digest
 
 
 def inference_key(model: Any, kind: str, arguments: dict[str, Any]) -> str | None:
@@ -426,7 +476,7 @@ def _write_memo(kind: str, path: Path, value: Any) -> None:
     if kind == "evaluate":
         value = list(value) if isinstance(value, tuple) else value
         if _is_evaluation(value):
-            _atomic_write(path, lambda p: p.write_text(json.dumps({"result": _jsonable(value)})))
+            _atomic_write(path, lambda p: p.write_text(json.dumps({"result": jsonable(value)})))
     elif isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.nbytes <= _MAX_MEMO:
         _atomic_write(path, lambda p: np.save(p, value, allow_pickle=False))
 

@@ -25,10 +25,12 @@ from __future__ import annotations
 import filecmp
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
+import tomllib
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,18 +43,12 @@ import yaml
 import convlab
 from convlab import labs
 from convlab.artifacts import files_of
+from convlab.grading import files
 from convlab.tflog import NATIVE_LOG_LINE, quiet_env
 
-#: Packages the grading kernel needs, pinned like pyproject.toml (otter adds itself).
-GRADING_REQUIREMENTS = [
-    "tensorflow-cpu==2.21.0",
-    "keras==3.15.1",
-    "numpy==2.4.6",
-    "matplotlib==3.11.2",
-    "scikit-learn==1.9.1",
-    "nbformat==5.11.1",
-    "pyyaml>=6.0",
-]
+#: Packages the grading kernel needs (otter adds itself); their versions are pyproject.toml's
+#: (:func:`pinned`), the one place they are written.
+GRADING_PACKAGES = ("tensorflow-cpu", "keras", "numpy", "matplotlib", "scikit-learn", "nbformat", "pyyaml")
 WHEEL = f"convlab-{convlab.__version__}-py3-none-any.whl"
 #: the student kit's wheel: the same ``convlab`` package, only what the notebook runs
 STUDENT_VERSION = f"{convlab.__version__}+student"
@@ -92,6 +88,22 @@ def discover(root: Path) -> list[str]:
 def project_source() -> Path:
     """The source checkout of this package (for building its wheel)."""
     return Path(__file__).resolve().parents[2]
+
+
+def pinned(names: tuple[str, ...] | list[str], pyproject: Path | None = None) -> list[str]:
+    """The requirement of each of ``names`` as ``pyproject.toml``'s ``dependencies`` pin it (the
+    generated ``requirements.txt`` files repeat no version); a name it lacks is an error."""
+    path = pyproject if pyproject is not None else project_source() / "pyproject.toml"
+    dependencies = tomllib.loads(path.read_text(encoding="utf-8"))["project"]["dependencies"]
+    by_name = {}
+    for requirement in dependencies:
+        name = re.match(r"[A-Za-z0-9][A-Za-z0-9._-]*", requirement)
+        if name is not None:
+            by_name[re.sub(r"[-_.]+", "-", name.group(0)).lower()] = requirement.strip()
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise BuildError(f"{path}: no dependency {', '.join(missing)}")
+    return [by_name[n] for n in names]
 
 
 def build_wheel(dest: Path) -> Path:
@@ -232,7 +244,7 @@ def stage(lab: str, ctx: Context) -> None:
               **yaml.safe_load((src / "assign_config.yml").read_text())}
     build_wheel(dest / lab)
     config["autograder_files"] = [*config.get("autograder_files", []), WHEEL]
-    requirements = [*GRADING_REQUIREMENTS, f"/autograder/source/files/{WHEEL}"]
+    requirements = [*pinned(GRADING_PACKAGES), f"/autograder/source/files/{WHEEL}"]
     (dest / lab / "requirements.txt").write_text("\n".join(requirements) + "\n")
     (dest / "assign_config.yml").write_text(yaml.safe_dump(config, sort_keys=False,
                                                            allow_unicode=True))
@@ -286,9 +298,9 @@ def collect(lab: str, ctx: Context) -> None:
     student = ctx.out / "student" / lab
     build_student_wheel(student, ctx.work)
     (student / "requirements.txt").write_text(
-        "\n".join(["otter-grader==7.0.0", "jupyterlab", *GRADING_REQUIREMENTS, f"./{STUDENT_WHEEL}"])
+        "\n".join([*pinned(["otter-grader"]), "jupyterlab", *pinned(GRADING_PACKAGES), f"./{STUDENT_WHEEL}"])
         + "\n")
-    (student / "README.md").write_text(STUDENT_README.format(lab=lab))
+    files.write_text(student / "README.md", STUDENT_README.format(lab=lab))
 
 
 def _execute(notebook: Path, workdir: Path, env: dict[str, str]) -> None:
@@ -346,8 +358,8 @@ def solve(lab: str, ctx: Context) -> None:
     for key in keys:  # the model, its history and the memos of its evaluate/predict calls
         for path in files_of(workdir / "artifacts", key):
             shutil.copy(path, target / "artifacts")
-    (target / "artifacts" / "manifest.json").write_text(
-        json.dumps({k: manifest[k] for k in keys}, indent=1, sort_keys=True))
+    files.write_text(target / "artifacts" / "manifest.json",
+                     json.dumps({k: manifest[k] for k in keys}, indent=1, sort_keys=True))
     shutil.copy(notebook, target / f"{lab}.ipynb")
     normalize_notebook(target / f"{lab}.ipynb", keep_outputs=True,
                        source_name=f"assignments/{lab}/{lab}.ipynb")
@@ -373,7 +385,7 @@ def otter_run(submission: Path, autograder_zip: Path, output: Path,
         [str(otter), "run", "-a", str(autograder_zip), "-o", str(output), "--no-logo",
          str(submission)], capture_output=True, text=True, timeout=timeout,
         env=quiet_env({**os.environ, **(env or {})}))
-    (output / "otter-run.log").write_text(result.stdout + "\n" + result.stderr)
+    files.write_text(output / "otter-run.log", result.stdout + "\n" + result.stderr)
     results = output / "results.json"
     if result.returncode != 0 or not results.is_file():
         raise BuildError(f"otter run failed ({result.returncode}):\n{result.stderr[-3000:]}")

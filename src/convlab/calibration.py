@@ -21,6 +21,7 @@ from typing import Any
 import nbformat
 import numpy as np
 
+from convlab.grading import files
 from convlab.labs import Lab, ModelPlan
 
 __all__ = ["ModelPlan", "backend_description", "builders_from_master", "prepared", "report", "run",
@@ -116,7 +117,8 @@ def run(lab: Lab, out: Path, seeds: list[int], models: list[str] | None = None) 
                             "train_seconds": round(seconds, 1), "test_accuracy": round(accuracy, 4),
                             "backend": backend})
             out.parent.mkdir(parents=True, exist_ok=True)
-            out.write_text(json.dumps({"lab": lab.name, "runs": records}, indent=1) + "\n")
+            # rewritten after each run of hours of training: a kill mid-write keeps the last whole file
+            files.write_text(out, json.dumps({"lab": lab.name, "runs": records}, indent=1) + "\n")
             print(f"{name} seed={seed} acc={accuracy:.4f} ({seconds:.0f} s)", flush=True)
 
 
@@ -217,7 +219,7 @@ def write(lab: Lab, runs: list[dict[str, Any]], thresholds_file: Path, doc: Path
     data = json.loads(thresholds_file.read_text())
     data["thresholds"][lab.name] = chosen
     data.setdefault("floors", {})[lab.name] = floors(lab, chosen)
-    thresholds_file.write_text(json.dumps(data, indent=1) + "\n")
+    files.write_text(thresholds_file, json.dumps(data, indent=1) + "\n")
     marker = f"<!-- {lab.name} -->"
     text = doc.read_text() if doc.is_file() else ""
     section = f"{marker}\n{report(lab, runs, chosen)}{marker}\n"
@@ -226,5 +228,5 @@ def write(lab: Lab, runs: list[dict[str, Any]], thresholds_file: Path, doc: Path
         text = text[:start] + section + text[end:]
     else:
         text += "\n" + section
-    doc.write_text(text)
+    files.write_text(doc, text)
     return chosen

@@ -7,6 +7,10 @@ import json
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from convlab.grading import execute
 
 
 def _seeds(text: str) -> list[int]:
@@ -69,15 +73,28 @@ def cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def grade_settings(args: argparse.Namespace) -> execute.Settings:
+    """The ``execute.Settings`` of ``convlab grade``: the limits given as options, and
+    ``execute.Settings``' own defaults for those left out (the one place they are written)."""
+    from convlab.grading import execute
+
+    given: dict[str, Any] = {"allow_root": args.allow_root}
+    if args.timeout is not None:
+        given["wall_seconds"] = args.timeout
+    if args.memory is not None:
+        given["memory_bytes"] = args.memory << 20 if args.memory else None
+    if args.cell_timeout is not None:
+        given["cell_timeout"] = args.cell_timeout
+    return execute.Settings(**given)
+
+
 def cmd_grade(args: argparse.Namespace) -> int:
     from convlab import labs
     from convlab.grading import batch, execute, grade, manual, sandbox
 
     root = Path(args.root).resolve()
     tests = Path(args.autograder) if args.autograder else root / "autograder" / args.lab
-    settings = execute.Settings(wall_seconds=args.timeout,
-                                memory_bytes=args.memory << 20 if args.memory else None,
-                                cell_timeout=args.cell_timeout, allow_root=args.allow_root)
+    settings = grade_settings(args)
     template = Path(args.template) if args.template else root / "student" / args.lab / f"{args.lab}.ipynb"
     master = root / "assignments" / args.lab / f"{args.lab}.ipynb"
     setup = manual.Setup(master=master, rubric=master.with_name("rubric.yml"),
@@ -145,7 +162,9 @@ def cmd_review(args: argparse.Namespace) -> int:
         return 0
     from convlab.review import serve
 
-    serve(out, host=args.host, port=args.port, names=args.names, grader=args.grader)
+    # an option left out keeps serve()'s default
+    where = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
+    serve(out, names=args.names, grader=args.grader, **where)
     return 0
 
 
@@ -168,7 +187,8 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``convlab`` (its defaults are the called functions' own)."""
     parser = argparse.ArgumentParser(prog="convlab", description=__doc__)
     parser.add_argument("--root", default=".", help="project folder holding assignments/")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -205,9 +225,13 @@ def main(argv: list[str] | None = None) -> int:
                         "address such as tcp://host:8786; the submissions and the output folder must be "
                         "on a filesystem the workers share (needs the dask extra)")
     p.add_argument("--regrade", action="store_true", help="grade again submissions with a result")
-    p.add_argument("--timeout", type=float, default=3600.0, help="wall-clock seconds per submission")
-    p.add_argument("--memory", type=int, default=8192, help="memory limit per submission, MB (0: none)")
-    p.add_argument("--cell-timeout", type=float, default=1800.0, help="seconds per notebook cell")
+    # no defaults here: execute.Settings' (grade_settings)
+    p.add_argument("--timeout", type=float,
+                   help="wall-clock seconds per submission (default: execute.Settings.wall_seconds)")
+    p.add_argument("--memory", type=int,
+                   help="memory limit per submission, MB (0: none; default: execute.Settings.memory_bytes)")
+    p.add_argument("--cell-timeout", type=float,
+                   help="seconds per notebook cell (default: execute.Settings.cell_timeout)")
     p.add_argument("--allow-root", action="store_true",
                    help="where this machine cannot confine notebooks (unprivileged user, read "
                         "confinement), run them unconfined, as root when the grader is root; without "
@@ -221,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("review", help="grade the manual questions in a local web page")
     p.add_argument("output", help="output folder of convlab grade")
-    p.add_argument("--port", type=int, default=8765, help="port (0: any free one)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, help="port (0: any free one; default: review.serve's)")
+    p.add_argument("--host", help="address to listen on (default: review.serve's, this machine only)")
     p.add_argument("--names", action="store_true", help="show student ids instead of anonymous numbers")
     p.add_argument("--grader", default="", help="your name, recorded with each grade")
     p.add_argument("--export", action="store_true",
@@ -241,8 +265,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--id-column", default="Email address",
                    help="Moodle: header of the identifier column (default 'Email address')")
     p.set_defaults(func=cmd_export)
+    return parser
 
-    args = parser.parse_args(argv)
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     from convlab import datasets, tflog
 
     datasets.absolutize_env()

@@ -25,6 +25,7 @@ import yaml
 
 from convlab import build
 from convlab.artifacts import files_of
+from convlab.grading import files
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,5 +173,5 @@ def harvest(scenarios: list[Scenario], *, root: Path, lab: str, fixtures: Path,
     for key in kept:
         for path in files_of(cache, key):
             shutil.copy(path, target)
-    (target / "manifest.json").write_text(json.dumps(kept, indent=1, sort_keys=True))
+    files.write_text(target / "manifest.json", json.dumps(kept, indent=1, sort_keys=True))
     return sorted(kept)

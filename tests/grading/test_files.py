@@ -34,3 +34,37 @@ def test_results_round_trip_and_refuse_what_is_not_a_result(tmp_path: Path) -> N
     (tmp_path / "bad.json").write_text("{")
     assert results.load(tmp_path / "list.json") is None and results.load(tmp_path / "bad.json") is None
     assert results.load(tmp_path / "missing.json") is None
+
+
+def test_only_the_writers_that_cannot_import_it_rename_files_themselves() -> None:
+    """Is grading/files.py the one atomic writer: does every other module that renames a file
+    into place have a stated reason (the student kit, the grading kernel, the scoring process
+    under parallel change, the batch's lock claim)?"""
+    root = Path(files.__file__).resolve().parents[1]
+    renaming = sorted(path.relative_to(root).as_posix() for path in root.rglob("*.py")
+                      if "os.replace(" in path.read_text(encoding="utf-8"))
+    assert renaming == ["artifacts.py", "grading/execute.py", "grading/exporter.py", "grading/files.py",
+                        "grading/score_process.py"]
+
+
+def test_calibration_writes_through_the_one_writer(tmp_path: Path, monkeypatch) -> None:
+    """Do the calibration's thresholds and its report section go through grading/files.py (a
+    calibration killed mid-write must not leave a half thresholds.json in the package)?"""
+    from convlab import calibration, labs
+
+    lab = labs.load(Path(__file__).resolve().parents[2], "lab5_cnn")
+    written: list[str] = []
+    real = files.write_bytes
+
+    def recording(path: Path, data: bytes) -> None:
+        written.append(Path(path).name)
+        real(path, data)
+
+    monkeypatch.setattr(files, "write_bytes", recording)
+    thresholds = tmp_path / "thresholds.json"
+    thresholds.write_text('{"thresholds": {}}')
+    model = next(iter(lab.plans))
+    runs = [{"model": model, "seed": s, "epochs": 1, "test_accuracy": a} for s, a in ((0, 0.9), (1, 0.92))]
+    calibration.write(lab, runs, thresholds, tmp_path / "calibration.md")
+    assert sorted(written) == ["calibration.md", "thresholds.json"]
+    assert model in json.loads(thresholds.read_text())["thresholds"]["lab5_cnn"]

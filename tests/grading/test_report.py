@@ -142,7 +142,7 @@ def test_weights_flagged_exact_near_not_unrelated() -> None:
     cache: dict[str, Any] = {}
     first = integrity.weights_fingerprint(base, cache)
     assert integrity.weights_fingerprint(base, cache) == first == results[0]["integrity"]["models"]["model1"]
-    assert list(cache) == [first["sha256"]]
+    assert list(cache) == [first["digest"]]
 
 
 ANSWER = '''model = keras.Sequential([
@@ -457,3 +457,30 @@ def test_protection_warnings_name_what_the_notebook_could_reach() -> None:
     assert len(open_reads) == 1 and "could read the grader's files" in open_reads[0]
     nothing = grade.protection_warnings({"unprivileged_user": False})
     assert len(nothing) == 3 and "could write the grader's files" in nothing[2]
+
+
+def test_a_grading_digests_each_model_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Does the scorer digest a loaded model's weights once, however many questions observe it
+    and however often the checks' prediction cache asks for its digest, and is that the one
+    digest of the package (``artifacts.arrays_digest``)?"""
+    keras = pytest.importorskip("keras")
+    from convlab import artifacts
+    from convlab.checks import performance
+
+    model = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(10, activation="softmax")])
+    calls: list[int] = []
+    digest = artifacts.arrays_digest
+
+    def counting(arrays: Any) -> str:
+        calls.append(1)
+        return digest(arrays)
+
+    monkeypatch.setattr(artifacts, "arrays_digest", counting)
+    collector = integrity.Collector({})
+    collector("q1", "model", model)
+    collector("q2", "model", model)
+    performance.predictions(model, "mnist")
+    performance.test_accuracy(model, "mnist")
+    assert len(calls) == 1
+    assert collector.models["model"]["digest"] == digest(model.get_weights())

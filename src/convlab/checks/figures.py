@@ -158,7 +158,7 @@ def _shortlist(conv: Any, panel: np.ndarray, pool: np.ndarray, limit: int = 8,
         pre = _sampled_maps(conv, pool[start : start + chunk], rows, cols, scale)
         variants = [pre, np.maximum(pre, 0)]
         name = getattr(activation, "__name__", "")
-        if name not in ("relu", "linear", ""):
+        if activation is not None and name not in ("relu", "linear", ""):
             try:
                 variants.append(np.asarray(activation(pre)))
             except Exception:  # an activation that numpy arrays do not go through

@@ -262,6 +262,8 @@ MIN_TRAINED_ACCURACY = 0.3
 
 def _learning_rate(model: Any) -> float | None:
     optimizer = getattr(model, "optimizer", None)
+    if optimizer is None:
+        return None
     try:
         return float(np.asarray(optimizer.learning_rate))
     except Exception:

@@ -169,8 +169,8 @@ def predicted_labels(labels: Any, model: Any, dataset: str, name: str = "y_pred_
 def argmax_labels(labels: Any, scores: Any, name: str = "y_pred_labels") -> None:
     """``labels`` are the class numbers of the network outputs ``scores`` (row-wise argmax)."""
     outputs = np.asarray(scores) if scores is not None else None
-    require(outputs is not None and outputs.ndim == 2, "y_pred: выход сети",
-            "массив (N, число классов)", show(outputs))
+    if outputs is None or outputs.ndim != 2:
+        raise fail("y_pred: выход сети", "массив (N, число классов)", show(outputs))
     expected = np.argmax(outputs, axis=1)
     array = np.asarray(labels).reshape(-1) if labels is not None else np.array([])
     require(array.shape == expected.shape, f"{name}: размер", expected.shape, array.shape)

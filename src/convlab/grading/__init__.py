@@ -5,6 +5,7 @@
 * :mod:`~convlab.grading.execute`: phase 1: unpacks a submission, runs its notebook in the sandbox.
 * :mod:`~convlab.grading.runner`: phase 1 in the sandbox: nbclient with bounded outputs (run by path).
 * :mod:`~convlab.grading.exporter`: phase 1 in the kernel: snapshots the values the tests read.
+* :mod:`~convlab.grading.export_format`: the export's names and limits, shared by both phases.
 * :mod:`~convlab.grading.score_process`: phase 2 in a fresh sandboxed process per submission.
 * :mod:`~convlab.grading.score`: phase 2: loads the export as hostile data and runs the lab's tests.
 * :mod:`~convlab.grading.model_policy`: the allow-list and size bounds of a submitted Keras model.

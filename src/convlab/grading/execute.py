@@ -323,8 +323,8 @@ def _package_path() -> str:
 #: the files of this package that the notebook's kernel may read: the student kit's modules and
 #: the kernel side of the grader (the exporter and what it imports). The rest (the hidden checks,
 #: ``thresholds.json``, the grader, every ``__pycache__``) is hidden from the kernel in the sandbox.
-KERNEL_MODULES = (*STUDENT_MODULES, "grading/__init__.py", "grading/exporter.py", "grading/probes.py",
-                  "grading/model_policy.py", "grading/layers.py", "grading/runner.py")
+KERNEL_MODULES = (*STUDENT_MODULES, "grading/__init__.py", "grading/exporter.py", "grading/export_format.py",
+                  "grading/probes.py", "grading/model_policy.py", "grading/layers.py", "grading/runner.py")
 
 
 def hidden_from_kernel(package: Path | None = None) -> list[str]:

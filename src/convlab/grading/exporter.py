@@ -31,12 +31,7 @@ from collections.abc import Callable
 from typing import Any
 
 from convlab.grading import probes as _probes
-
-FORMAT = 1
-MANIFEST = "manifest.json"
-MAX_DEPTH = 20
-MAX_ITEMS = 100_000  #: items of one container (a longer list is not exportable)
-MAX_AXES = 400
+from convlab.grading.export_format import FORMAT, MANIFEST, MAX_AXES, MAX_DEPTH, MAX_ITEMS
 
 _state: dict[str, Any] = {"needed": {}, "dir": None, "snapshots": {}, "checked": [], "memo": {}}
 
@@ -83,13 +78,12 @@ def _type_name(value: Any) -> str:
 def _write_array(array: Any, directory: str) -> str:
     import numpy as np
 
+    from convlab import artifacts
+
     array = np.ascontiguousarray(np.ma.getdata(array))
     if array.dtype.hasobject or array.dtype.fields is not None:
         raise NotExportable(f"numpy.ndarray[{array.dtype}]")
-    digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{array.dtype.str}{array.shape}".encode())
-    digest.update(array.view(np.uint8).reshape(-1) if array.size else b"")
-    name = f"a_{digest.hexdigest()}.npy"
+    name = f"a_{artifacts.arrays_digest([array])}.npy"
     path = os.path.join(directory, name)
     if not os.path.exists(path):
         tmp = path + ".tmp"
@@ -100,14 +94,14 @@ def _write_array(array: Any, directory: str) -> str:
 
 
 def _model_key(model: Any) -> str:
-    import numpy as np
+    from convlab import artifacts
 
     digest = hashlib.blake2b(digest_size=16)
     digest.update(str(id(model)).encode())
     with contextlib.suppress(Exception):
         digest.update(json.dumps(model.get_config(), sort_keys=True, default=repr).encode())
-    for weight in model.weights:
-        digest.update(np.ascontiguousarray(np.asarray(weight)).tobytes())
+    # the weights' digest read now, never a settled one: the notebook's fits change its models
+    digest.update(artifacts.arrays_digest(model.get_weights()).encode())
     history = getattr(model, "history", None)
     digest.update(repr(len(getattr(history, "epoch", []) or [])).encode())
     digest.update(repr(_iterations(model)).encode())
@@ -126,19 +120,9 @@ def _iterations(model: Any) -> int:
 
 
 def _jsonable(value: Any) -> Any:
-    import numpy as np
+    from convlab import artifacts
 
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic | np.ndarray):
-        return _jsonable(value.tolist())
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "numpy"):
-        return _jsonable(value.numpy())
-    return value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
+    return artifacts.jsonable(value)
 
 
 def _resolve(dotted: str) -> Any:

@@ -319,7 +319,7 @@ def _write_one(result: Result, out: Path, *, hide_hidden: bool,
     links = []
     for stem, caption, picture in pictures:
         folder.mkdir(exist_ok=True)
-        (folder / f"{stem}.png").write_bytes(picture)
+        files.write_bytes(folder / f"{stem}.png", picture)
         links.append((caption, f"{sid}/{stem}.png"))
     files.write_text(out / "feedback" / f"{sid}.md",
                        feedback_markdown(result, hide_hidden=hide_hidden, images=links))

@@ -1,13 +1,19 @@
 """The grader's one atomic file writer: a reader (and a resumed batch) sees all of a file or nothing.
 
 Every output of ``convlab grade`` and of the manual-grading tools (results, gradebook, feedback,
-reports, grade files) goes through :func:`write_text`, :func:`write_bytes` or :func:`write_json`:
+reports, grade files), the calibration's runs and thresholds, and the build's and the corpus's
+committed outputs go through :func:`write_text`, :func:`write_bytes` or :func:`write_json`:
 the data goes to a temporary file beside the target (``.<name>.<random>.tmp``), is flushed to
 disk, then renamed over the target, and the folder is synced. A writer killed half-way leaves only
 such a temporary file, which :func:`remove_stale_temps` removes before the next run.
 
-(The student kit's :mod:`convlab.artifacts` keeps a writer of its own: the student wheel holds no
-``grading`` module.)
+Writers of their own remain only where this module cannot be imported: the student kit's
+:mod:`convlab.artifacts` (the student wheel holds no ``grading`` module; it writes through a path
+because ``model.save`` needs one) and the grading kernel's :mod:`convlab.grading.exporter` (the
+kernel sees only ``execute.KERNEL_MODULES``). :mod:`convlab.grading.score_process` still writes
+its ``result.json`` itself (that module is under parallel change; it can import this one).
+Scratch files of a build (staged sources, a submission being assembled) are written plainly:
+nothing reads them half-written.
 """
 
 from __future__ import annotations

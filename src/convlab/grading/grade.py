@@ -87,7 +87,7 @@ def _copy_executed(execution: execute.Execution, dest: Path) -> None:
     """Copy the executed notebook as it came out of the sandbox (for the grader: ``work/<id>``)."""
     data = _read_executed(execution)
     if data is not None:
-        dest.write_bytes(data)
+        files.write_bytes(dest, data)
 
 
 def _preload() -> None:

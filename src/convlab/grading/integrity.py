@@ -8,14 +8,15 @@ The fingerprints are made while scoring (:class:`Collector`, the observer of
 :func:`convlab.grading.score.score`, the only place that sees the loaded models; and
 :func:`answers_fingerprint` on the submitted notebook) and stored in ``result["integrity"]``:
 
-* ``models[var]`` (:func:`weights_fingerprint`): ``sha256`` of every weight (shapes, dtypes and
-  bytes), ``arch`` (hash of the weight shapes), ``params`` and ``sketch``, a fixed-seed Gaussian
-  random projection of the flattened weights to :data:`SKETCH_SIZE` floats. Two models of the
-  same variable and architecture are *exact* copies with equal ``sha256`` and *near* copies with
-  sketch cosine similarity ≥ ``Settings.weights_cosine`` (a projection keeps the angle between
-  two weight vectors up to ~1/sqrt(32) relative error: 0.995 flags weights a few degrees apart,
-  such as a copy trained one more epoch or with noise of 0.1 × each kernel's spread added, not
-  independently trained models, which reach at most 0.964 on the committed models).
+* ``models[var]`` (:func:`weights_fingerprint`): ``digest`` of every weight (shapes, dtypes and
+  bytes; :func:`convlab.artifacts.arrays_digest`, the package's one weights digest), ``arch``
+  (hash of the weight shapes), ``params`` and ``sketch``, a fixed-seed Gaussian random projection
+  of the flattened weights to :data:`SKETCH_SIZE` floats. Two models of the same variable and
+  architecture are *exact* copies with equal ``digest`` and *near* copies with sketch cosine
+  similarity ≥ ``Settings.weights_cosine`` (a projection keeps the angle between two weight
+  vectors up to ~1/sqrt(32) relative error: 0.995 flags weights a few degrees apart, such as a
+  copy trained one more epoch or with noise of 0.1 × each kernel's spread added, not independently
+  trained models, which reach at most 0.964 on the committed models).
 * ``models[var]["predictions"]`` (:func:`prediction_signature`): what the model computes on the
   grader's fixed probe (:func:`probe_images`: test images and blends of two), as predicted
   classes and centered log-probabilities. Permuting hidden units leaves it unchanged and noise on
@@ -51,6 +52,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from convlab import artifacts
 from convlab.grading import execute, figures
 from convlab.grading.results import Result
 
@@ -92,20 +94,17 @@ class Settings:
     predictions_correlation: float = 0.95
 
 
-def weights_fingerprint(weights: Sequence[Any], cache: dict[str, dict[str, Any]] | None = None
-                        ) -> dict[str, Any]:
-    """``sha256``, ``arch``, ``params`` and ``sketch`` of a model's weights (numpy arrays, in order);
-    ``cache`` (sha256 -> fingerprint) skips the projection of weights already seen."""
+def weights_fingerprint(weights: Sequence[Any], cache: dict[str, dict[str, Any]] | None = None,
+                        *, digest: str | None = None) -> dict[str, Any]:
+    """``digest``, ``arch``, ``params`` and ``sketch`` of a model's weights (numpy arrays, in order);
+    ``cache`` (digest -> fingerprint) skips the projection of weights already seen; ``digest``:
+    their :func:`convlab.artifacts.arrays_digest` where the caller has it already."""
     import numpy as np
 
     arrays = [np.ascontiguousarray(np.asarray(w)) for w in weights]
-    digest = hashlib.sha256()
-    for array in arrays:
-        digest.update(json.dumps([list(array.shape), array.dtype.str]).encode())
-        digest.update(array.tobytes())
-    sha = digest.hexdigest()
-    if cache is not None and sha in cache:
-        return dict(cache[sha])
+    key = digest if digest is not None else artifacts.arrays_digest(arrays)
+    if cache is not None and key in cache:
+        return dict(cache[key])
     sketch = np.zeros(SKETCH_SIZE)
     rng = np.random.default_rng(SKETCH_SEED)
     for array in arrays:
@@ -114,10 +113,10 @@ def weights_fingerprint(weights: Sequence[Any], cache: dict[str, dict[str, Any]]
             part = flat[start:start + (1 << 16)]
             sketch += rng.standard_normal((SKETCH_SIZE, part.size), dtype=np.float32) @ part
     arch = hashlib.sha256(json.dumps([list(a.shape) for a in arrays]).encode()).hexdigest()[:16]
-    fingerprint = {"sha256": sha, "arch": arch, "params": int(sum(a.size for a in arrays)),
+    fingerprint = {"digest": key, "arch": arch, "params": int(sum(a.size for a in arrays)),
                    "sketch": [round(float(v), 6) for v in sketch]}
     if cache is not None:
-        cache[sha] = fingerprint
+        cache[key] = fingerprint
     return dict(fingerprint)
 
 
@@ -377,7 +376,7 @@ def integrity(results: Iterable[Result], settings: Settings = Settings()) -> dic
             continue
         sid = str(result.get("student_id", ""))
         for var, fp in (data.get("models") or {}).items():
-            if isinstance(fp, dict) and fp.get("sha256"):
+            if isinstance(fp, dict) and fp.get("digest"):
                 models[(str(var), str(fp.get("arch")))].append((sid, fp))
             if isinstance(fp, dict) and isinstance(fp.get("predictions"), dict):
                 signatures[str(var)].append((sid, fp["predictions"]))
@@ -393,7 +392,7 @@ def integrity(results: Iterable[Result], settings: Settings = Settings()) -> dic
             for b, fb in entries[i + 1:]:
                 if a == b:
                     continue
-                exact = fa["sha256"] == fb["sha256"]
+                exact = fa["digest"] == fb["digest"]
                 similarity = 1.0 if exact else cosine(fa.get("sketch") or [], fb.get("sketch") or [])
                 if exact or similarity >= settings.weights_cosine:
                     pairs.append({"a": a, "b": b, "exact": exact, "similarity": round(similarity, 6)})
@@ -421,24 +420,28 @@ class Collector:
     models, and the values to draw in the feedback. A value seen in several questions keeps its
     last snapshot. Whatever runs the scoring (this process, or a confined scorer process) calls
     :func:`weights_fingerprint` and :func:`prediction_signature` on each model it
-    loaded; both return plain JSON data."""
+    loaded; both return plain JSON data. The model's digest is settled here
+    (:func:`convlab.artifacts.settle_weights_digest`): the checks' prediction cache reuses it, so
+    a grading digests each model once."""
 
     def __init__(self, wanted: Mapping[str, str]) -> None:
         self.wanted = dict(wanted)
         self.models: dict[str, Any] = {}
         self.histories: dict[str, Any] = {}
         self.figures: dict[str, Any] = {}
-        self._seen: dict[str, dict[str, Any]] = {}  # sha256 -> fingerprint (a model in several questions)
-        self._predictions: dict[str, dict[str, Any] | None] = {}  # sha256 -> prediction signature
+        self._seen: dict[str, dict[str, Any]] = {}  # digest -> fingerprint (a model in several questions)
+        self._predictions: dict[str, dict[str, Any] | None] = {}  # digest -> prediction signature
 
     def __call__(self, question: str, name: str, value: Any) -> None:
         keras = sys.modules.get("keras")
         if keras is not None and isinstance(value, keras.Model):
-            fingerprint = weights_fingerprint(value.get_weights(), self._seen)
-            if fingerprint["sha256"] not in self._predictions:
-                self._predictions[fingerprint["sha256"]] = prediction_signature(value)
-            if self._predictions[fingerprint["sha256"]] is not None:
-                fingerprint["predictions"] = self._predictions[fingerprint["sha256"]]
+            digest = artifacts.settle_weights_digest(value)
+            fingerprint = (dict(self._seen[digest]) if digest in self._seen
+                           else weights_fingerprint(value.get_weights(), self._seen, digest=digest))
+            if digest not in self._predictions:
+                self._predictions[digest] = prediction_signature(value)
+            if self._predictions[digest] is not None:
+                fingerprint["predictions"] = self._predictions[digest]
             self.models[name] = fingerprint
             history = figures.plain_history(getattr(getattr(value, "history", None), "history", None))
             if history:

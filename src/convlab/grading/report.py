@@ -252,7 +252,7 @@ def _tables(data: dict[str, Any]) -> list[tuple[str, str, list[str], list[list[s
     weight_rows = [[c["variable"], ", ".join(c["students"]), _pairs(c["pairs"], "cosine {:.4f}")]
                    for c in integ["weights"]]
     sections.append(("weights", "Integrity: trained weights", ["model", "students", "pairs"], weight_rows,
-                     f"{DISCLAIMER} Identical: same sha256 of all weights; near-identical: cosine similarity "
+                     f"{DISCLAIMER} Identical: same digest of all weights; near-identical: cosine similarity "
                      f"of the weight sketches ≥ {cfg['weights_cosine']} (same variable and architecture). "
                      f"{integ['models_compared']} model(s) compared."
                      + ("" if weight_rows else " Nothing flagged.")))
@@ -328,7 +328,7 @@ def write_report(results: Sequence[Result], out: Path,
     out = Path(out)
     data = build(results, settings)
     picture = figures.histogram(data["histogram"]["edges"], data["histogram"]["counts"], "Totals")
-    (out / "report_histogram.png").write_bytes(picture)
+    files.write_bytes(out / "report_histogram.png", picture)
     files.write_json(out / "report.json", data)
     files.write_text(out / "report.md", render_markdown(data))
     files.write_text(out / "report.html", render_html(data, picture))

@@ -40,13 +40,11 @@ from otter.test_files.abstract_test import TestCaseResult
 from otter.test_files.exception_test import ExceptionTestFile
 
 from convlab.grading import model_policy, probes
+from convlab.grading.export_format import FILE_NAME as _NAME
+from convlab.grading.export_format import MAX_ARRAY, MAX_AXES, MAX_DEPTH, MAX_JSON, MAX_MODEL
 from convlab.grading.results import Result
 
-MAX_JSON = 64 << 20
-MAX_ARRAY = 3 << 29  #: 1.5 GiB: one array, by its header (CIFAR-10 train set as float64 fits)
-MAX_MODEL = 1 << 30
 HEADER_ONLY = 1 << 62  #: size cap when only a header is read
-_NAME = re.compile(r"^[A-Za-z0-9_]{1,80}\.(npy|keras)$")
 
 
 class LoadError(Exception):
@@ -263,7 +261,7 @@ def _load_figure(export: Export, node: dict, cache: dict[str, Any]) -> Any:
     fig = Figure(figsize=tuple(size) if _numbers(size, 2) and all(0 < s < 1000 for s in size) else None)
     grids: dict[tuple[int, int], GridSpec] = {}
     axes = node.get("axes")
-    if not isinstance(axes, list) or len(axes) > 400:
+    if not isinstance(axes, list) or len(axes) > MAX_AXES:
         raise LoadError("повреждённое описание фигуры")
     for entry in axes:
         if not isinstance(entry, dict):
@@ -294,7 +292,7 @@ def decode(node: Any, export: Export, cache: dict[str, Any], depth: int = 0) -> 
     """The object of a tagged-JSON node (see :func:`convlab.grading.exporter.encode`)."""
     import numpy as np
 
-    if depth > 25:
+    if depth > MAX_DEPTH:
         raise LoadError("слишком глубокая вложенность")
     if node is None or isinstance(node, bool | int | float | str):
         return node

@@ -37,15 +37,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from convlab.grading import execute, model_policy, sandbox, score
+from convlab.grading import execute, export_format, model_policy, sandbox, score
 
 JOB = "job.json"
 RESULT = "result.json"
 TESTS = "tests"
 EXPORT = "export"
 MAX_RESULT = 64 << 20
-MAX_MODEL_FILE = score.MAX_MODEL
-_FILE = re.compile(r"^[A-Za-z0-9_]{1,80}\.(npy|keras)$")
+MAX_MODEL_FILE = export_format.MAX_MODEL
+_FILE = export_format.FILE_NAME
 
 
 @dataclass(frozen=True, kw_only=True)
