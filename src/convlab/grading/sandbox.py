@@ -358,6 +358,89 @@ def prepare_workdir(base: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="sandbox-", dir=base))
 
 
+# A grader killed while a notebook runs leaves nothing: the sandbox's init removes the working
+# directory. Killed before the sandbox starts (unpacking) or after it ended (scoring), it leaves
+# the directory behind; the next batch sweeps those. A working directory is claimed by a lock file
+# beside it, ``.lock-<name>``, flock-ed by the grading process from creation to removal (the
+# kernel drops the lock when that process dies, however it dies), so a directory whose lock is
+# free belongs to nobody.
+LOCK_PREFIX = ".lock-"
+_locks: dict[str, int] = {}
+
+
+def default_base() -> Path:
+    """Where working directories are made: under the system temp folder, passable by others."""
+    base = Path(tempfile.gettempdir()) / "convlab-sandboxes"
+    base.mkdir(mode=0o711, exist_ok=True)
+    return base
+
+
+def claim_workdir(base: Path) -> Path:
+    """A fresh private working directory under ``base`` (:func:`prepare_workdir`), claimed by this
+    process until :func:`release_workdir` (or its death, after which a sweep removes it)."""
+    workdir = prepare_workdir(base)
+    _claim(workdir)
+    return workdir
+
+
+def _claim(workdir: Path) -> None:
+    fd, claim = tempfile.mkstemp(prefix=".claim-", dir=workdir.parent)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # locked before it is visible under the lock's name
+    os.replace(claim, workdir.parent / f"{LOCK_PREFIX}{workdir.name}")
+    _locks[str(workdir)] = fd
+
+
+def release_workdir(workdir: Path) -> None:
+    """Delete a working directory made by :func:`claim_workdir`, and drop its claim."""
+    _release(workdir)
+
+
+def _release(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (workdir.parent / f"{LOCK_PREFIX}{workdir.name}").unlink()
+    fd = _locks.pop(str(workdir), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def try_lock(lock: Path) -> int | None:
+    """A descriptor holding ``lock``'s flock, or None where a living grader holds it (or it is
+    gone)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # claimed by a living grader
+        os.close(fd)
+        return None
+    return fd
+
+
+def sweep_stale_workdirs(base: Path) -> list[Path]:
+    """Remove the working directories under ``base`` that no living grader claims (left by a
+    grader killed outside a sandbox run); return them."""
+    swept = []
+    for lock in [*Path(base).glob(f"{LOCK_PREFIX}*"), *Path(base).glob(".claim-*")]:
+        fd = try_lock(lock)
+        if fd is None:
+            continue
+        try:
+            if lock.name.startswith(LOCK_PREFIX):
+                workdir = lock.parent / lock.name[len(LOCK_PREFIX):]
+                with contextlib.suppress(OSError):  # the sandbox's root mount point, empty here
+                    (lock.parent / f".root-{workdir.name}").rmdir()
+                if workdir.exists():
+                    shutil.rmtree(workdir, ignore_errors=True)
+                    swept.append(workdir)
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return swept
+
+
 # --------------------------------------------------------------------------------------------------
 def _searchable_by(path: Path, uid: int, gid: int) -> bool:
     st = path.stat()

@@ -263,7 +263,7 @@ def run(tests: list[Any], tests_source: Path, export: Path | None, *, status: st
         base: Path | None = None) -> Scored:
     """Score one submission's export in a fresh sandboxed process started now (the cold route);
     ``tests`` are the grader's own parsed test files (they give the points)."""
-    workdir = sandbox.prepare_workdir(base or execute.sandbox_base())
+    workdir = sandbox.claim_workdir(base or sandbox.default_base())
     try:
         _copy_tests(tests_source, workdir / TESTS)
         refused = _copy_export(export, workdir / EXPORT)
@@ -273,7 +273,7 @@ def run(tests: list[Any], tests_source: Path, export: Path | None, *, status: st
                               env=execute.kernel_env(execution, workdir))
         data = _read_result(workdir) if outcome.status == "ok" else None
     finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+        sandbox.release_workdir(workdir)
     return _scored(tests, outcome, data, status=status, reason=reason, route="cold")
 
 
@@ -354,7 +354,7 @@ class Warm:
         self.used = True
         self._deadline.from_now(0)
         self._thread.join()
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        sandbox.release_workdir(self.workdir)
 
 
 def start(tests_source: Path, *, settings: Settings, execution: execute.Settings,
@@ -362,12 +362,12 @@ def start(tests_source: Path, *, settings: Settings, execution: execute.Settings
     """Start a scoring process that loads what scoring needs and waits for its job (:class:`Warm`).
     Its working directory holds only the trusted tests and ``warm.json``. Until the job comes, it
     may wait as long as a notebook may run; from the job on, ``settings.wall_seconds``."""
-    workdir = sandbox.prepare_workdir(base or execute.sandbox_base())
+    workdir = sandbox.claim_workdir(base or sandbox.default_base())
     try:
         _copy_tests(tests_source, workdir / TESTS)
         (workdir / WARM).write_text(json.dumps({"datasets": lab_datasets(workdir / TESTS)}), encoding="utf-8")
     except BaseException:
-        shutil.rmtree(workdir, ignore_errors=True)
+        sandbox.release_workdir(workdir)
         raise
     deadline = sandbox.Deadline()
     box: dict[str, Any] = {}
