@@ -142,3 +142,28 @@ def test_warm_route_can_be_turned_off(monkeypatch: pytest.MonkeyPatch) -> None:
     assert dataclasses.replace(score_process.Settings(), warm=True).warm_enabled()
     monkeypatch.delenv(score_process.ENV_WARM)
     assert score_process.Settings().warm_enabled()
+
+
+@pytest.mark.parametrize(("workers", "cores", "warm"),
+                         [(1, 2, None), (2, 2, False), (4, 2, False), (2, 4, None)])
+def test_warm_only_where_a_core_would_idle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int,
+                                           cores: int, warm: bool | None) -> None:
+    """Does a batch with a worker per core (or more) grade with cold scoring processes (a warm one
+    would only add memory there), and one with fewer workers than cores keep the default (warm)?"""
+    seen: list[bool | None] = []
+
+    class Stop(Exception):
+        pass
+
+    def fake_run_batch(submissions, grade_one, out, **kwargs):
+        seen.append(grade_one.args[0].scoring.warm)
+        raise Stop
+
+    monkeypatch.setattr(batch, "run_batch", fake_run_batch)
+    monkeypatch.setattr(batch, "discover", lambda folder: [object()] * 8)
+    monkeypatch.setattr(execute, "cores", lambda: cores)
+    monkeypatch.setattr(execute, "sweep_stale_workdirs", lambda base: None)
+    with pytest.raises(Stop):
+        grade.grade_folder(grade.Config(lab="lab5_cnn", tests=tmp_path), tmp_path, tmp_path / "out",
+                           workers=workers)
+    assert seen == [warm]

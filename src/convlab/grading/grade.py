@@ -719,6 +719,10 @@ def _grade_folder(config: Config, folder: Path, out: Path, *, workers: int, regr
         # the workers share this machine's cores: each notebook's TensorFlow gets its share
         threads = max(1, execute.cores() // active)
         config = dataclasses.replace(config, settings=dataclasses.replace(config.settings, threads=threads))
+    if on_this_machine and active >= execute.cores() and config.scoring.warm is None:
+        # a scoring process started while the notebook runs only helps where a core would idle;
+        # with a worker per core it would only add its memory to each worker's peak
+        config = dataclasses.replace(config, scoring=dataclasses.replace(config.scoring, warm=False))
     results = batch.run_batch(submissions, functools.partial(grade_one, config), out, workers=workers,
                               regrade=regrade, progress=progress, engine=engine)
     questions = [t.name for t in score.load_tests(Path(config.tests))]
