@@ -114,10 +114,28 @@ def _copy_tests(source: Path, dest: Path) -> None:
             shutil.copyfile(path, dest / path.name)
 
 
-def _copy_export(export: Path | None, dest: Path) -> str:
+def _copy_export(export: Path | None, dest: Path, owner: int | None = None) -> str:
     """Copy phase 1's export into ``dest``; return why its arrays are refused ("" if they are not).
-    Every file is hostile: regular files only, no links, names from the export's pattern, caps."""
-    dest.mkdir()
+    Every file is hostile: regular files only, no links, names from the export's pattern, caps.
+    ``dest`` is made here and written through its descriptor (so its parent may belong to the
+    scoring process's user: a link put in its place is never followed); ``owner``: the uid (and
+    gid) the copies are given (a warm process's user)."""
+    dest.mkdir(mode=0o700)
+    destfd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISDIR(os.fstat(destfd).st_mode) or os.fstat(destfd).st_uid != os.geteuid():
+            raise OSError(f"{dest} is not the folder made by the grader")
+        refused = _copy_export_into(export, destfd)
+        if owner is not None:
+            for name in os.listdir(destfd):
+                os.chown(name, owner, owner, dir_fd=destfd, follow_symlinks=False)
+            os.fchown(destfd, owner, owner)
+        return refused
+    finally:
+        os.close(destfd)
+
+
+def _copy_export_into(export: Path | None, destfd: int) -> str:
     if export is None:
         return ""
     try:
@@ -131,7 +149,9 @@ def _copy_export(export: Path | None, dest: Path) -> str:
             snapshots = json.loads(manifest.decode("utf-8")).get("snapshots")
         except (score.LoadError, ValueError, AttributeError, UnicodeDecodeError):
             return ""
-        (dest / "manifest.json").write_bytes(manifest)
+        with os.fdopen(os.open("manifest.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                               0o600, dir_fd=destfd), "wb") as sink:
+            sink.write(manifest)
         names: set[str] = set()
         score._array_files(snapshots, names)
         models: set[str] = set()
@@ -151,8 +171,10 @@ def _copy_export(export: Path | None, dest: Path) -> str:
         for name, limit in sorted(wanted.items()):
             if not _FILE.match(name):
                 continue
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
             with contextlib.suppress(score.LoadError, OSError), \
-                    score._open_file(dirfd, name, limit) as source, open(dest / name, "xb") as sink:
+                    score._open_file(dirfd, name, limit) as source, \
+                    os.fdopen(os.open(name, flags, 0o600, dir_fd=destfd), "wb") as sink:
                 copied = 0
                 while chunk := source.read(1 << 20):
                     copied += len(chunk)
@@ -325,17 +347,15 @@ class Warm:
         try:
             if not self._thread.is_alive() or not self._untouched():
                 return None
-            dest = self.workdir / EXPORT
-            refused = _copy_export(export, dest)  # mkdir: fails if something made it meanwhile
             owner = self.workdir.lstat().st_uid
-            if os.geteuid() == 0 and owner != 0:  # the sandbox user's, as the cold route's files
-                for path in [dest, *dest.iterdir()]:
-                    os.chown(path, owner, owner, follow_symlinks=False)
+            switched = os.geteuid() == 0 and owner != 0  # the sandbox user's, as the cold route's files
+            # mkdir: fails if something made it meanwhile
+            refused = _copy_export(export, self.workdir / EXPORT, owner if switched else None)
             fd, tmp = tempfile.mkstemp(dir=self.workdir, prefix=".job-")
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                if switched:
+                    os.fchown(handle.fileno(), owner, owner)
                 handle.write(_job(status, reason, refused, export, figures))
-            if os.geteuid() == 0 and owner != 0:
-                os.chown(tmp, owner, owner, follow_symlinks=False)
             self._deadline.from_now(self.settings.wall_seconds)  # its own limit, from the go
             os.replace(tmp, self.workdir / JOB)  # the go signal
             self._thread.join()
