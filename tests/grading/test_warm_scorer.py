@@ -167,3 +167,14 @@ def test_warm_only_where_a_core_would_idle(tmp_path: Path, monkeypatch: pytest.M
         grade.grade_folder(grade.Config(lab="lab5_cnn", tests=tmp_path), tmp_path, tmp_path / "out",
                            workers=workers)
     assert seen == [warm]
+
+
+def test_export_copy_is_bounded_and_exact(tmp_path: Path) -> None:
+    """Does the scorer's copy of an export file (in the kernel) give the same bytes, and stop at
+    the cap for a file that grew past it after it was opened?"""
+    data = os.urandom(3 << 20)
+    (tmp_path / "src").write_bytes(data)
+    for limit, expected in ((8 << 20, data), (1 << 20, data[:1 << 20])):
+        with open(tmp_path / "src", "rb") as source, open(tmp_path / "dst", "wb") as sink:
+            score_process._copy_bounded(source, sink, limit)
+        assert (tmp_path / "dst").read_bytes() == expected
