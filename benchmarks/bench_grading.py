@@ -2,6 +2,11 @@
 
     CONVLAB_DATASETS=../shared/datasets python benchmarks/bench_grading.py [--count 100] [--workers W]
         [--dask [ADDRESS]] [--skip-otter] [--only-fast] [--out benchmarks/results/grading.json]
+        [--compare-to REF]
+
+``--compare-to REF`` (a git ref) also runs route A with REF's code (its ``src/`` by ``git archive``,
+first on ``PYTHONPATH``) on the same folder, before this checkout's, and stores both with the
+ratios (``route_a_before``, ``ratios.a_over_a_before``): the before/after table of one session.
 
 Builds a folder of ``--count`` submissions mixing two corpora, in a fixed mix (printed and stored):
 
@@ -58,6 +63,7 @@ import json
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -245,21 +251,32 @@ def distribution(values: list[float]) -> dict[str, float | None]:
             "max": round(float(max(values)), 1)}
 
 
-def environment() -> dict[str, str]:
+def environment(src: Path | None = None) -> dict[str, str]:
+    """The grader's environment: this checkout's ``src/`` (or ``src``) first on ``PYTHONPATH``."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT / "src"), env.get("PYTHONPATH")]))
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src or ROOT / "src"), env.get("PYTHONPATH")]))
     return env
 
 
+def ref_source(ref: str, work: Path) -> Path:
+    """``src/`` of the git ref ``ref``, extracted under ``work``."""
+    dest = work / f"ref-{ref.replace('/', '_')}"
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+    return dest / "src"
+
+
 def route_a(folder: Path, out: Path, plan_of: dict[str, dict[str, Any]], args: argparse.Namespace,
-            decoy: Path, work: Path) -> dict[str, Any]:
+            decoy: Path, work: Path, src: Path | None = None) -> dict[str, Any]:
     before = write_decoy(decoy)
     command = [sys.executable, "-m", "convlab", "--root", str(ROOT), "grade", LAB, str(folder),
                "-o", str(out), "--workers", str(args.workers), "--timeout", str(args.timeout),
                "--memory", str(args.memory), "--cell-timeout", str(args.cell_timeout)]
     if args.dask:
         command += ["--dask", args.dask]
-    run = run_measured(command, cwd=work, env=environment())
+    run = run_measured(command, cwd=work, env=environment(src))
     rows = []
     for sid, entry in plan_of.items():
         path = out / "results" / f"{sid}.json"
@@ -389,6 +406,7 @@ def main() -> None:
     parser.add_argument("--memory", type=int, default=4096, help="memory limit per submission, MB")
     parser.add_argument("--cell-timeout", type=float, default=120.0, help="route A's seconds per cell")
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "grading.json")
+    parser.add_argument("--compare-to", metavar="REF", help="also route A with REF's code, first")
     parser.add_argument("--work", type=Path, help="keep the submissions and outputs here (default: a "
                         "temporary folder, removed)")
     args = parser.parse_args()
@@ -410,6 +428,12 @@ def main() -> None:
         folder, plan_of, results["mix"] = build_folder(work, args.count, args.only_fast, args.with_training,
                                                        decoy)
         print("mix:", json.dumps(results["mix"], ensure_ascii=False), flush=True)
+        if args.compare_to:
+            print(f"route A at {args.compare_to}: convlab grade, {args.workers} workers ...", flush=True)
+            results["route_a_before"] = route_a(folder, work / "out-a-before", plan_of, args, decoy, work,
+                                                ref_source(args.compare_to, work))
+            results["route_a_before"]["ref"] = args.compare_to
+            print(f"route A at {args.compare_to}: {results['route_a_before']['seconds']} s", flush=True)
         print(f"route A: convlab grade, {args.workers} workers ...", flush=True)
         results["route_a"] = route_a(folder, work / "out-a", plan_of, args, decoy, work)
         a = results["route_a"]
@@ -425,6 +449,14 @@ def main() -> None:
                                                     / b["per_submission_seconds"]["median"], 2),
             "peak_mib_per_worker_a_over_b": round(a["peak_mib_per_worker"] / b["peak_mib_per_worker"], 2),
         }
+    if before := results.get("route_a_before"):
+        results.setdefault("ratios", {}).update({
+            "a_over_a_before": round(a["seconds"] / before["seconds"], 2),
+            "peak_mib_per_worker_a_over_a_before": round(a["peak_mib_per_worker"]
+                                                         / before["peak_mib_per_worker"], 2)})
+        print(f"route A at {before['ref']}: {before['seconds']} s, {before['peak_mib_per_worker']} MiB per "
+              f"worker; here: {a['seconds']} s ({results['ratios']['a_over_a_before']}x), "
+              f"{a['peak_mib_per_worker']} MiB per worker")
     results["per_scenario"] = per_scenario(results)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n")

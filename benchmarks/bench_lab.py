@@ -2,6 +2,14 @@
 
     CONVLAB_DATASETS=../shared/datasets python benchmarks/bench_lab.py [--lab LAB] [--skip-retrain]
         [--repeat 3]
+    CONVLAB_DATASETS=../shared/datasets python benchmarks/bench_lab.py --lab LAB --compare-to REF
+        [--repeat 3]
+
+``--compare-to REF`` (a git ref, e.g. ``main``) measures only the grading routes, interleaved in
+rounds (``otter run``, ``convlab grade`` of REF's code, ``convlab grade`` of this checkout), so
+that a busy machine slows all three alike, and writes the before/after table with the ratios to
+``benchmarks/results/<lab>_compare.json`` (REF's ``src/`` is taken with ``git archive`` and put
+first on ``PYTHONPATH``; the sandbox then runs REF's code too).
 
 Measures wall time and peak memory (sum of RSS over the whole process tree, sampled every
 0.1 s) of:
@@ -26,8 +34,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
+import subprocess
 import sys
 import tempfile
 from collections.abc import Callable
@@ -37,7 +47,7 @@ from typing import Any
 
 import nbformat
 import psutil
-from _measure import measure  # benchmarks/_measure.py
+from _measure import measure, run_measured  # benchmarks/_measure.py
 
 from convlab import build, datasets
 
@@ -58,18 +68,61 @@ def grade(submission: Path, work: Path) -> dict[str, float]:
     return result
 
 
-def grade_two_phase(submission: Path, work: Path) -> dict[str, float]:
-    """``convlab grade`` of a folder holding only ``submission`` (one worker)."""
+def grade_two_phase(submission: Path, work: Path, src: Path | None = None) -> dict[str, Any]:
+    """``convlab grade`` of a folder holding only ``submission`` (one worker); ``src``: run that
+    ``src/`` folder's convlab instead of this checkout's (``--compare-to``)."""
     folder = work / "submissions"
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(submission, folder / submission.name)
-    convlab = str(Path(sys.executable).with_name("convlab"))
-    result = measure([convlab, "--root", str(ROOT), "grade", LAB, str(folder), "-o", str(work / "out"),
-                      "--workers", "1"])
+    command = [sys.executable, "-m", "convlab", "--root", str(ROOT), "grade", LAB, str(folder),
+               "-o", str(work / "out"), "--workers", "1"]
+    env = dict(os.environ)
+    if src is not None:
+        env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [env.get("PYTHONPATH")])])
+    run = run_measured(command, env=env)
+    if run["returncode"] != 0:
+        raise RuntimeError(f"{command} failed:\n{run['output']}")
+    result: dict[str, Any] = {"seconds": run["seconds"], "peak_mib": run["peak_mib"]}
     graded = json.loads((work / "out" / "results" / f"{submission.stem}.json").read_text())
     result["score"], result["possible"] = graded["total"], graded["max_total"]
     result["status"] = graded["status"]
+    if isinstance(graded.get("phases"), dict):
+        result["phases"] = graded["phases"]
+        result["scoring_phases"] = (graded.get("scoring") or {}).get("phases")
     return result
+
+
+def compare(ref: str, submission: Path, work: Path, rounds: int) -> dict[str, Any]:
+    """``otter run``, ``convlab grade`` at ``ref`` and ``convlab grade`` here, interleaved in
+    ``rounds`` rounds; medians, every run, and the ratios to ``otter run`` (per round and of
+    the medians)."""
+    src = work / "ref"
+    src.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    routes: dict[str, Callable[[Path], dict[str, Any]]] = {
+        "otter_run": lambda w: grade(submission, w),
+        f"convlab_grade@{ref}": lambda w: grade_two_phase(submission, w, src / "src"),
+        "convlab_grade@HEAD": lambda w: grade_two_phase(submission, w),
+    }
+    runs: dict[str, list[dict[str, Any]]] = {name: [] for name in routes}
+    for i in range(rounds):
+        for name, route in routes.items():
+            runs[name].append(route(work / f"{name}-{i}".replace("@", "_")))
+            print(f"round {i + 1}: {name}: {runs[name][-1]['seconds']} s, "
+                  f"{runs[name][-1]['peak_mib']} MiB", flush=True)
+    table: dict[str, Any] = {}
+    otter = runs["otter_run"]
+    for name, done in runs.items():
+        median = sorted(done, key=lambda r: r["seconds"])[len(done) // 2]
+        table[name] = {**median, "runs_seconds": [r["seconds"] for r in done],
+                       "runs_peak_mib": [r["peak_mib"] for r in done],
+                       "ratio_to_otter_run": round(median["seconds"] / sorted(
+                           r["seconds"] for r in otter)[len(otter) // 2], 2),
+                       "round_ratios": [round(r["seconds"] / o["seconds"], 2)
+                                        for r, o in zip(done, otter, strict=True)]}
+    return table
 
 
 def run_all(work: Path) -> dict[str, object]:
@@ -114,9 +167,27 @@ def main() -> None:
     parser.add_argument("--skip-retrain", action="store_true")
     parser.add_argument("--repeat", type=int, default=3,
                         help="grade the solution this many times per route; the median is reported")
+    parser.add_argument("--compare-to", metavar="REF",
+                        help="only the grading routes, interleaved: otter run, convlab grade at REF, here")
     args = parser.parse_args()
     global LAB
     LAB = args.lab
+    if args.compare_to:
+        datasets.absolutize_env()
+        solution = ROOT / "solutions" / LAB
+        with tempfile.TemporaryDirectory() as scratch:
+            zipped = build.submission_zip(solution / f"{LAB}.ipynb", solution / "artifacts",
+                                          Path(scratch) / "solution.zip")
+            table = compare(args.compare_to, zipped, Path(scratch), args.repeat)
+        out = ROOT / "benchmarks" / "results" / f"{LAB}_compare.json"
+        out.write_text(json.dumps({"machine": platform.machine(), "cores": psutil.cpu_count(),
+                                   "date": datetime.now().date().isoformat(), "ref": args.compare_to,
+                                   "routes": table}, indent=1, ensure_ascii=False) + "\n")
+        print(f"{'route':28} {'median s':>9} {'x otter':>8} {'peak MiB':>9}  per-round ratios")
+        for name, row in table.items():
+            print(f"{name:28} {row['seconds']:9.1f} {row['ratio_to_otter_run']:8.2f} {row['peak_mib']:9d}"
+                  f"  {row['round_ratios']}")
+        return
     from convlab.grading import grade as two_phase
 
     no_train = two_phase.grading_guard(ROOT / "autograder" / LAB / build.zip_name(LAB)).get("no_train")

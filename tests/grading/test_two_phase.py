@@ -253,16 +253,16 @@ def test_sweep_removes_only_unclaimed_workdirs(tmp_path: Path) -> None:
 
     base = tmp_path / "sandboxes"
     live, dead = sandbox.prepare_workdir(base), sandbox.prepare_workdir(base)
-    execute._claim(live)
-    execute._claim(dead)
+    sandbox._claim(live)
+    sandbox._claim(dead)
     (dead / "left.txt").write_text("x")
-    os.close(execute._locks.pop(str(dead)))  # as if its grading process were killed
+    os.close(sandbox._locks.pop(str(dead)))  # as if its grading process were killed
     try:
-        assert execute.sweep_stale_workdirs(base) == [dead]
+        assert sandbox.sweep_stale_workdirs(base) == [dead]
         assert live.is_dir() and not dead.exists()
         assert sorted(p.name for p in base.iterdir()) == sorted([live.name, f".lock-{live.name}"])
     finally:
-        execute._release(live)
+        sandbox.release_workdir(live)
     assert list(base.iterdir()) == []
 
 

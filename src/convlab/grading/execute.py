@@ -40,14 +40,11 @@ to validate (:mod:`convlab.grading.score`), never code to run.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import functools
 import json
 import os
-import shutil
 import stat
 import sys
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -417,19 +414,18 @@ def sandbox_user_can_run() -> bool:
     return all(_reachable_by_others(p) for p in paths)
 
 
-def sandbox_base() -> Path:
-    """Where working directories are made: under the system temp folder, passable by others."""
-    base = Path(tempfile.gettempdir()) / "convlab-sandboxes"
-    base.mkdir(mode=0o711, exist_ok=True)
-    return base
+#: kept names: the working directory's lifecycle lives in :mod:`convlab.grading.sandbox` (issue 15)
+sandbox_base = sandbox.default_base
+sweep_stale_workdirs = sandbox.sweep_stale_workdirs
+LOCK_PREFIX = sandbox.LOCK_PREFIX
+try_lock = sandbox.try_lock
 
 
 def execute(submission: Path, lab: str, needed: dict[str, list[str]], settings: Settings,
             base: Path | None = None) -> Execution:
     """Phase 1 for one submission: unpack, run in the sandbox, export. Never raises for a bad
     submission (its status says what happened); the caller removes ``workdir`` when done."""
-    workdir = sandbox.prepare_workdir(base or sandbox_base())
-    _claim(workdir)
+    workdir = sandbox.claim_workdir(base or sandbox.default_base())
     try:
         try:
             nb = unpack(submission, workdir, lab, max_members=settings.max_members,
@@ -449,7 +445,7 @@ def execute(submission: Path, lab: str, needed: dict[str, list[str]], settings: 
         outcome = sandbox.run(command, workdir=workdir.resolve(), limits=limits,  # datasets: READABLE_ENV
                               env=kernel_env(settings, workdir.resolve()), hidden=hidden_from_kernel())
     except BaseException:
-        _release(workdir)
+        sandbox.release_workdir(workdir)
         raise
     status = outcome.status
     message = "" if status == "ok" else outcome.stderr_tail[-1500:]
@@ -467,67 +463,4 @@ def execute(submission: Path, lab: str, needed: dict[str, list[str]], settings: 
 def remove_workdir(execution: Execution) -> None:
     """Delete the working directory of an execution."""
     if execution.workdir is not None:
-        _release(execution.workdir)
-
-
-# A grader killed while a notebook runs leaves nothing: the sandbox's init removes the working
-# directory. Killed before the sandbox starts (unpacking) or after it ended (scoring), it leaves
-# the directory behind; the next batch sweeps those. A working directory is claimed by a lock file
-# beside it, ``.lock-<name>``, flock-ed by the grading process from creation to removal (the
-# kernel drops the lock when that process dies, however it dies), so a directory whose lock is
-# free belongs to nobody.
-LOCK_PREFIX = ".lock-"
-_locks: dict[str, int] = {}
-
-
-def _claim(workdir: Path) -> None:
-    fd, claim = tempfile.mkstemp(prefix=".claim-", dir=workdir.parent)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # locked before it is visible under the lock's name
-    os.replace(claim, workdir.parent / f"{LOCK_PREFIX}{workdir.name}")
-    _locks[str(workdir)] = fd
-
-
-def _release(workdir: Path) -> None:
-    shutil.rmtree(workdir, ignore_errors=True)
-    with contextlib.suppress(OSError):
-        (workdir.parent / f"{LOCK_PREFIX}{workdir.name}").unlink()
-    fd = _locks.pop(str(workdir), None)
-    if fd is not None:
-        os.close(fd)
-
-
-def try_lock(lock: Path) -> int | None:
-    """A descriptor holding ``lock``'s flock, or None where a living grader holds it (or it is
-    gone)."""
-    try:
-        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:  # claimed by a living grader
-        os.close(fd)
-        return None
-    return fd
-
-
-def sweep_stale_workdirs(base: Path) -> list[Path]:
-    """Remove the working directories under ``base`` that no living grader claims (left by a
-    grader killed outside a sandbox run); return them."""
-    swept = []
-    for lock in [*Path(base).glob(f"{LOCK_PREFIX}*"), *Path(base).glob(".claim-*")]:
-        fd = try_lock(lock)
-        if fd is None:
-            continue
-        try:
-            if lock.name.startswith(LOCK_PREFIX):
-                workdir = lock.parent / lock.name[len(LOCK_PREFIX):]
-                with contextlib.suppress(OSError):  # the sandbox's root mount point, empty here
-                    (lock.parent / f".root-{workdir.name}").rmdir()
-                if workdir.exists():
-                    shutil.rmtree(workdir, ignore_errors=True)
-                    swept.append(workdir)
-            lock.unlink(missing_ok=True)
-        finally:
-            os.close(fd)
-    return swept
+        sandbox.release_workdir(execution.workdir)

@@ -172,19 +172,35 @@ def _redacted(value: Any) -> Any:
 
 
 def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> dict[str, Any]:
-    """Grade one submission in two phases; the submission's code never runs in this process."""
+    """Grade one submission in two phases; the submission's code never runs in this process.
+
+    With isolated scoring, the scoring process is started before the notebook runs
+    (:func:`score_process.start`) and imports and loads while the notebook runs; this process
+    then never imports TensorFlow. ``result["phases"]``: seconds of each phase (``load_tests``,
+    ``execution``, ``feedback_notebook``, ``scoring`` and the scoring process's own phases,
+    ``total``)."""
+    clock = _Clock()
     tests = score.load_tests(Path(config.tests))  # fresh: scoring records results on them
-    if "tensorflow" not in sys.modules:  # a fresh grading process: scoring gets the kernel's share
-        os.environ.update(execute.thread_env(config.settings.threads))
-    _preload()
-    needed = score.needed_names(tests)
+    isolated = config.scoring.isolated
     settings = config.settings
     if settings.seed is None:  # seed as otter does when the autograder says so
         settings = with_otter_seed(settings, Path(config.tests))
-    execution = execute.execute(submission.path, config.lab, needed, settings,
-                                base=config.sandbox_base)
+    warm = None
+    if isolated and config.scoring.warm_enabled():
+        with contextlib.suppress(OSError, score_process.sandbox.SandboxError):
+            warm = score_process.start(Path(config.tests), settings=config.scoring, execution=settings,
+                                       base=config.sandbox_base)
+    if not isolated:
+        if "tensorflow" not in sys.modules:  # a fresh grading process: scoring gets the kernel's share
+            os.environ.update(execute.thread_env(config.settings.threads))
+        _preload()
+    needed = score.needed_names(tests)
+    clock.lap("load_tests")
     collector = _Collector(FEEDBACK_FIGURES.get(config.lab, {}) if config.figures is None else config.figures)
+    execution = None
     try:
+        execution = execute.execute(submission.path, config.lab, needed, settings, base=config.sandbox_base)
+        clock.lap("execution")
         _copy_executed(execution, Path(scratch) / "executed.ipynb")
         if execution.status not in ("invalid-notebook", "wrong-assignment"):
             with contextlib.suppress(execute.SubmissionError, OSError):
@@ -192,11 +208,18 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
                 notebook = feedback_notebook(submitted, _read_executed(execution))
                 files.write_text(Path(scratch) / FEEDBACK_NOTEBOOK,
                                    json.dumps(notebook, indent=1, ensure_ascii=False) + "\n")
+        clock.lap("feedback_notebook")
         exported = execution.status in ("ok", "timeout", "memory", "crashed")
-        if exported and config.scoring.isolated:  # nothing of the submission is loaded here
-            scored = score_process.run(tests, Path(config.tests), execution.export, status=execution.status,
-                                       reason=execution.message, settings=config.scoring,
-                                       execution=settings, figures=collector.wanted, base=config.sandbox_base)
+        if exported and isolated:  # nothing of the submission is loaded here
+            scored = None
+            if warm is not None:
+                scored = warm.score(tests, execution.export, status=execution.status,
+                                    reason=execution.message, figures=collector.wanted)
+            if scored is None:  # no warm process, or one that cannot be used: a fresh one
+                scored = score_process.run(tests, Path(config.tests), execution.export,
+                                           status=execution.status, reason=execution.message,
+                                           settings=config.scoring, execution=settings,
+                                           figures=collector.wanted, base=config.sandbox_base)
             result = scored.result
             collector.models, collector.histories, collector.figures = \
                 scored.models, scored.histories, scored.figures
@@ -209,12 +232,15 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
             finally:
                 if export is not None:
                     export.close()
+        clock.lap("scoring")
     finally:
-        execute.remove_workdir(execution)
-        with contextlib.suppress(Exception):
-            import keras
-
-            keras.backend.clear_session()
+        if warm is not None:
+            warm.cancel()
+        if execution is not None:
+            execute.remove_workdir(execution)
+        if (keras := sys.modules.get("keras")) is not None:
+            with contextlib.suppress(Exception):
+                keras.backend.clear_session()
     result = _redacted(result)  # messages quote values, the reason is the sandbox's stderr
     result_warnings = protection_warnings(execution.protections)
     if result_warnings:
@@ -230,7 +256,28 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
         result["histories"] = collector.histories
     if collector.figures:
         result["figures"] = collector.figures
+    clock.lap("integrity")
+    result["phases"] = clock.phases()
     return result
+
+
+class _Clock:
+    """Seconds between successive laps, by name (``result["phases"]``)."""
+
+    def __init__(self) -> None:
+        import time
+
+        self._now = time.monotonic
+        self._start = self._last = self._now()
+        self._phases: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = self._now()
+        self._phases[name] = round(self._phases.get(name, 0.0) + now - self._last, 3)
+        self._last = now
+
+    def phases(self) -> dict[str, float]:
+        return {**self._phases, "total": round(self._now() - self._start, 3)}
 
 
 # ----------------------------------------------------------------------------------- feedback
@@ -264,6 +311,10 @@ def _grade_folder(config: Config, folder: Path, out: Path, *, workers: int, regr
         # the workers share this machine's cores: each notebook's TensorFlow gets its share
         threads = max(1, execute.cores() // active)
         config = dataclasses.replace(config, settings=dataclasses.replace(config.settings, threads=threads))
+    if on_this_machine and active >= execute.cores() and config.scoring.warm is None:
+        # a scoring process started while the notebook runs only helps where a core would idle;
+        # with a worker per core it would only add its memory to each worker's peak
+        config = dataclasses.replace(config, scoring=dataclasses.replace(config.scoring, warm=False))
     results = batch.run_batch(submissions, functools.partial(grade_one, config), out, workers=workers,
                               regrade=regrade, progress=progress, engine=engine)
     questions = [t.name for t in score.load_tests(Path(config.tests))]

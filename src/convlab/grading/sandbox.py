@@ -164,6 +164,18 @@ class Limits:
             raise ValueError(f"memory_bytes must be positive or None, not {self.memory_bytes}")
 
 
+class Deadline:
+    """A wall-clock deadline that the caller may move while the command runs (from another
+    thread): a pre-started process waits for its job under a generous limit, and gets its own
+    limit from the moment the job is handed over (:meth:`from_now`), or is stopped (``from_now(0)``)."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None  #: ``time.monotonic()`` value; None: the Limits' wall_seconds
+
+    def from_now(self, seconds: float) -> None:
+        self.at = time.monotonic() + max(0.0, seconds)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Outcome:
     """How one sandboxed command ended."""
@@ -346,6 +358,89 @@ def prepare_workdir(base: Path) -> Path:
     return Path(tempfile.mkdtemp(prefix="sandbox-", dir=base))
 
 
+# A grader killed while a notebook runs leaves nothing: the sandbox's init removes the working
+# directory. Killed before the sandbox starts (unpacking) or after it ended (scoring), it leaves
+# the directory behind; the next batch sweeps those. A working directory is claimed by a lock file
+# beside it, ``.lock-<name>``, flock-ed by the grading process from creation to removal (the
+# kernel drops the lock when that process dies, however it dies), so a directory whose lock is
+# free belongs to nobody.
+LOCK_PREFIX = ".lock-"
+_locks: dict[str, int] = {}
+
+
+def default_base() -> Path:
+    """Where working directories are made: under the system temp folder, passable by others."""
+    base = Path(tempfile.gettempdir()) / "convlab-sandboxes"
+    base.mkdir(mode=0o711, exist_ok=True)
+    return base
+
+
+def claim_workdir(base: Path) -> Path:
+    """A fresh private working directory under ``base`` (:func:`prepare_workdir`), claimed by this
+    process until :func:`release_workdir` (or its death, after which a sweep removes it)."""
+    workdir = prepare_workdir(base)
+    _claim(workdir)
+    return workdir
+
+
+def _claim(workdir: Path) -> None:
+    fd, claim = tempfile.mkstemp(prefix=".claim-", dir=workdir.parent)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # locked before it is visible under the lock's name
+    os.replace(claim, workdir.parent / f"{LOCK_PREFIX}{workdir.name}")
+    _locks[str(workdir)] = fd
+
+
+def release_workdir(workdir: Path) -> None:
+    """Delete a working directory made by :func:`claim_workdir`, and drop its claim."""
+    _release(workdir)
+
+
+def _release(workdir: Path) -> None:
+    shutil.rmtree(workdir, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (workdir.parent / f"{LOCK_PREFIX}{workdir.name}").unlink()
+    fd = _locks.pop(str(workdir), None)
+    if fd is not None:
+        os.close(fd)
+
+
+def try_lock(lock: Path) -> int | None:
+    """A descriptor holding ``lock``'s flock, or None where a living grader holds it (or it is
+    gone)."""
+    try:
+        fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:  # claimed by a living grader
+        os.close(fd)
+        return None
+    return fd
+
+
+def sweep_stale_workdirs(base: Path) -> list[Path]:
+    """Remove the working directories under ``base`` that no living grader claims (left by a
+    grader killed outside a sandbox run); return them."""
+    swept = []
+    for lock in [*Path(base).glob(f"{LOCK_PREFIX}*"), *Path(base).glob(".claim-*")]:
+        fd = try_lock(lock)
+        if fd is None:
+            continue
+        try:
+            if lock.name.startswith(LOCK_PREFIX):
+                workdir = lock.parent / lock.name[len(LOCK_PREFIX):]
+                with contextlib.suppress(OSError):  # the sandbox's root mount point, empty here
+                    (lock.parent / f".root-{workdir.name}").rmdir()
+                if workdir.exists():
+                    shutil.rmtree(workdir, ignore_errors=True)
+                    swept.append(workdir)
+            lock.unlink(missing_ok=True)
+        finally:
+            os.close(fd)
+    return swept
+
+
 # --------------------------------------------------------------------------------------------------
 def _searchable_by(path: Path, uid: int, gid: int) -> bool:
     st = path.stat()
@@ -501,7 +596,8 @@ def _disk_usage(workdir: Path, limit: int) -> int:
 
 
 def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str],
-        readable: tuple[str, ...] | list[str] = (), hidden: tuple[str, ...] | list[str] = ()) -> Outcome:
+        readable: tuple[str, ...] | list[str] = (), hidden: tuple[str, ...] | list[str] = (),
+        deadline: Deadline | None = None) -> Outcome:
     """Run ``command`` in ``workdir`` inside the sandbox and report how it ended.
 
     ``env`` is the whole environment of the command, plus ``PATH`` (``env``'s, else the grader's),
@@ -516,12 +612,15 @@ def run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str
     first. Nothing the command started survives this call, nor the death of the process that
     called it (which also removes ``workdir``).
 
+    ``deadline``: once its ``at`` is set (by another thread), it replaces the wall-clock limit
+    (status ``timeout`` past it).
+
     Raises :class:`SandboxError` where the command cannot be started, or cannot be confined and
     ``limits.allow_root`` does not opt in to running it unconfined.
     """
     readable = [*readable, *(env[k] for k in READABLE_ENV if env.get(k))]
     return _run(command, workdir=workdir, limits=limits, env=env, readable=readable, machine=_probe(),
-                hidden=hidden)
+                hidden=hidden, deadline=deadline)
 
 
 def _hidden(hidden: tuple[str, ...] | list[str], readable: list[str]) -> list[tuple[str, bool]]:
@@ -536,7 +635,7 @@ def _hidden(hidden: tuple[str, ...] | list[str], readable: list[str]) -> list[tu
 
 def _run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str],
          readable: tuple[str, ...] | list[str], machine: _Machine,
-         hidden: tuple[str, ...] | list[str] = ()) -> Outcome:
+         hidden: tuple[str, ...] | list[str] = (), deadline: Deadline | None = None) -> Outcome:
     if not command:
         raise ValueError("empty command")
     workdir = Path(workdir).resolve()
@@ -571,7 +670,7 @@ def _run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, st
         if new_root is not None:
             new_root.mkdir(mode=0o700, exist_ok=True)
         return _launch(command, workdir=workdir, limits=limits, env=env, machine=machine, user=user,
-                       new_root=new_root, readable=paths, hidden=covered)
+                       new_root=new_root, readable=paths, hidden=covered, deadline=deadline)
     finally:
         if new_root is not None:
             with contextlib.suppress(OSError):
@@ -582,7 +681,8 @@ def _run(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, st
 
 def _launch(command: list[str], *, workdir: Path, limits: Limits, env: dict[str, str],
             machine: _Machine, user: tuple[int, int] | None, new_root: Path | None,
-            readable: list[str], hidden: list[tuple[str, bool]] | None = None) -> Outcome:
+            readable: list[str], hidden: list[tuple[str, bool]] | None = None,
+            deadline: Deadline | None = None) -> Outcome:
     root = os.geteuid() == 0
     confine = new_root is not None
     landlock = limits.confine_writes and machine.landlock
@@ -646,7 +746,8 @@ def _launch(command: list[str], *, workdir: Path, limits: Limits, env: dict[str,
     out, err = bytearray(), bytearray()
     guard = _Guard(workdir=workdir, tasks=nproc, disk=start_usage + quota if quota is not None else None)
     try:
-        reason, peak, ended = _supervise(proc, root_proc, limits, start, watchdog, seen, out, err, guard)
+        reason, peak, ended = _supervise(proc, root_proc, limits, start, watchdog, seen, out, err, guard,
+                                         deadline)
         if (reason is not None or guard.stopped_by is not None) and root_proc is not None:
             _stop_command(proc.pid, root_proc, seen, wrapped=bool(flags))
     except BaseException:
@@ -715,9 +816,11 @@ class _Guard:
 
 def _supervise(proc: subprocess.Popen, root: psutil.Process | None, limits: Limits, start: float,
                watchdog: bool, seen: dict[int, psutil.Process], out: bytearray,
-               err: bytearray, guard: _Guard | None = None) -> tuple[Status | None, int, float]:
-    """Wait for the command's end, the deadline or a memory overrun, collecting its output and
-    every process of the tree seen (in ``seen``); return why it was stopped, peak RSS, end time."""
+               err: bytearray, guard: _Guard | None = None,
+               moved: Deadline | None = None) -> tuple[Status | None, int, float]:
+    """Wait for the command's end, the deadline (``moved.at`` once set) or a memory overrun,
+    collecting its output and every process of the tree seen (in ``seen``); return why it was
+    stopped, peak RSS, end time."""
     deadline = start + limits.wall_seconds
     buffers = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
     peak = 0
@@ -733,6 +836,8 @@ def _supervise(proc: subprocess.Popen, root: psutil.Process | None, limits: Limi
             next_sample = start
             while not _exited(proc.pid):
                 now = time.monotonic()
+                if moved is not None and moved.at is not None:
+                    deadline = moved.at
                 if now >= deadline:
                     reason = "timeout"
                     break

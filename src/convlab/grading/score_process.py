@@ -19,11 +19,23 @@ re-assembles the scores from its own copy of the test files (:func:`score.score`
 ``replay``): the process can say which cases passed, never how many points they are worth.
 A scoring process that ends past its limits fails every case with a Russian message, and the
 result's status says ``memory`` / ``timeout`` / ``crashed``.
+
+Pre-started ("warm") route (:func:`start`, then :meth:`Warm.score`): the same process is started
+*before* the submission's notebook runs, in a working directory that holds only the trusted test
+files. It imports TensorFlow, Keras and the checks and loads the pristine test sets and probe
+images that the lab's tests use (:func:`warm_up`), then waits for ``job.json``. The grader
+copies the export into a folder it creates itself, writes ``job.json`` last (the go signal) and
+gives the process its scoring time limit from that moment (:class:`convlab.grading.sandbox.Deadline`).
+So that work overlaps the notebook's run instead of following it. Each warm process is started
+for one submission and serves only it: it has seen no student file before the job, and it exits
+after it. A warm process that is gone, or whose folder is not as the grader left it, is not
+used: the submission is scored by a fresh (cold) process instead.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import re
@@ -31,6 +43,8 @@ import shutil
 import stat
 import sys
 import tempfile
+import threading
+import time
 import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,6 +57,13 @@ JOB = "job.json"
 RESULT = "result.json"
 TESTS = "tests"
 EXPORT = "export"
+WARM = "warm.json"  #: what a pre-started process loads before its job (datasets)
+WAIT_POLL = 0.05  #: seconds between two looks for ``job.json`` in a pre-started process
+#: the environment switch that turns the pre-started route off (``0``): the benchmark's "before"
+ENV_WARM = "CONVLAB_WARM_SCORER"
+#: room for the exported models in a warm process's disk quota (the cold route's quota counts
+#: only what the process writes: its export is there before it starts)
+WARM_MODEL_BYTES = 1 << 30
 MAX_RESULT = 64 << 20
 MAX_MODEL_FILE = export_format.MAX_MODEL
 _FILE = export_format.FILE_NAME
@@ -55,6 +76,14 @@ class Settings:
     isolated: bool = True  #: False: score in the grader's own process (the former route)
     wall_seconds: float = 1200.0
     memory_bytes: int | None = 6 << 30
+    #: start the scoring process while the notebook runs (:func:`start`); None: unless
+    #: ``CONVLAB_WARM_SCORER=0``
+    warm: bool | None = None
+
+    def warm_enabled(self) -> bool:
+        if self.warm is not None:
+            return self.warm
+        return os.environ.get(ENV_WARM, "1") != "0"
 
 
 @dataclass
@@ -85,10 +114,28 @@ def _copy_tests(source: Path, dest: Path) -> None:
             shutil.copyfile(path, dest / path.name)
 
 
-def _copy_export(export: Path | None, dest: Path) -> str:
+def _copy_export(export: Path | None, dest: Path, owner: int | None = None) -> str:
     """Copy phase 1's export into ``dest``; return why its arrays are refused ("" if they are not).
-    Every file is hostile: regular files only, no links, names from the export's pattern, caps."""
-    dest.mkdir()
+    Every file is hostile: regular files only, no links, names from the export's pattern, caps.
+    ``dest`` is made here and written through its descriptor (so its parent may belong to the
+    scoring process's user: a link put in its place is never followed); ``owner``: the uid (and
+    gid) the copies are given (a warm process's user)."""
+    dest.mkdir(mode=0o700)
+    destfd = os.open(dest, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    try:
+        if not stat.S_ISDIR(os.fstat(destfd).st_mode) or os.fstat(destfd).st_uid != os.geteuid():
+            raise OSError(f"{dest} is not the folder made by the grader")
+        refused = _copy_export_into(export, destfd)
+        if owner is not None:
+            for name in os.listdir(destfd):
+                os.chown(name, owner, owner, dir_fd=destfd, follow_symlinks=False)
+            os.fchown(destfd, owner, owner)
+        return refused
+    finally:
+        os.close(destfd)
+
+
+def _copy_export_into(export: Path | None, destfd: int) -> str:
     if export is None:
         return ""
     try:
@@ -102,7 +149,9 @@ def _copy_export(export: Path | None, dest: Path) -> str:
             snapshots = json.loads(manifest.decode("utf-8")).get("snapshots")
         except (score.LoadError, ValueError, AttributeError, UnicodeDecodeError):
             return ""
-        (dest / "manifest.json").write_bytes(manifest)
+        with os.fdopen(os.open("manifest.json", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW,
+                               0o600, dir_fd=destfd), "wb") as sink:
+            sink.write(manifest)
         names: set[str] = set()
         score._array_files(snapshots, names)
         models: set[str] = set()
@@ -122,17 +171,36 @@ def _copy_export(export: Path | None, dest: Path) -> str:
         for name, limit in sorted(wanted.items()):
             if not _FILE.match(name):
                 continue
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW
             with contextlib.suppress(score.LoadError, OSError), \
-                    score._open_file(dirfd, name, limit) as source, open(dest / name, "xb") as sink:
-                copied = 0
-                while chunk := source.read(1 << 20):
-                    copied += len(chunk)
-                    if copied > limit:
-                        break
-                    sink.write(chunk)
+                    score._open_file(dirfd, name, limit) as source, \
+                    os.fdopen(os.open(name, flags, 0o600, dir_fd=destfd), "wb") as sink:
+                _copy_bounded(source, sink, limit)
         return refused
     finally:
         os.close(dirfd)
+
+
+def _copy_bounded(source: Any, sink: Any, limit: int) -> None:
+    """Copy at most ``limit`` bytes (a file that grows past it is cut there) in the kernel
+    (``copy_file_range``: no trip through this process's memory; hundreds of MB per submission),
+    else through a buffer."""
+    copied = 0
+    try:
+        while copied < limit:
+            step = os.copy_file_range(source.fileno(), sink.fileno(), min(64 << 20, limit - copied))
+            if step == 0:
+                return
+            copied += step
+        return
+    except (AttributeError, OSError):
+        if copied:
+            raise
+    while chunk := source.read(min(1 << 20, limit - copied + 1)):
+        copied += len(chunk)
+        if copied > limit:
+            break
+        sink.write(chunk)
 
 
 def _model_files(node: Any, found: set[str], depth: int = 0) -> None:
@@ -191,31 +259,29 @@ _FAILED = {
 }
 
 
-def run(tests: list[Any], tests_source: Path, export: Path | None, *, status: str, reason: str,
-        settings: Settings, execution: execute.Settings, figures: Mapping[str, str],
-        base: Path | None = None) -> Scored:
-    """Score one submission's export in a fresh sandboxed process; ``tests`` are the grader's own
-    parsed test files (they give the points)."""
-    workdir = sandbox.prepare_workdir(base or execute.sandbox_base())
-    try:
-        _copy_tests(tests_source, workdir / TESTS)
-        refused = _copy_export(export, workdir / EXPORT)
-        job = {"status": status, "reason": reason, "arrays_refused": refused,
-               "export": export is not None, "figures": dict(figures)}
-        (workdir / JOB).write_text(json.dumps(job), encoding="utf-8")
-        # the notebook's confinement, with the scorer's own time and memory limits
-        limits = sandbox.Limits(wall_seconds=settings.wall_seconds, memory_bytes=settings.memory_bytes,
-                                allow_user_switch=execution.allow_user_switch, confine_writes=True,
-                                confine_reads=execution.confine_reads, allow_root=execution.allow_root,
-                                max_processes=execution.max_processes, disk_bytes=execution.disk_bytes,
-                                shm_bytes=execution.shm_bytes)
-        outcome = sandbox.run([sys.executable, "-m", "convlab.grading.score_process"], workdir=workdir,
-                              limits=limits, env=execute.kernel_env(execution, workdir))
-        data = _read_result(workdir) if outcome.status == "ok" else None
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-    process = {"status": outcome.status, "seconds": outcome.seconds,
+def _limits(settings: Settings, execution: execute.Settings, wall_seconds: float) -> sandbox.Limits:
+    """The notebook's confinement, with the scorer's own time and memory limits."""
+    return sandbox.Limits(wall_seconds=wall_seconds, memory_bytes=settings.memory_bytes,
+                          allow_user_switch=execution.allow_user_switch, confine_writes=True,
+                          confine_reads=execution.confine_reads, allow_root=execution.allow_root,
+                          max_processes=execution.max_processes, disk_bytes=execution.disk_bytes,
+                          shm_bytes=execution.shm_bytes)
+
+
+def _job(status: str, reason: str, refused: str, export: Path | None,
+         figures: Mapping[str, str]) -> str:
+    return json.dumps({"status": status, "reason": reason, "arrays_refused": refused,
+                       "export": export is not None, "figures": dict(figures)})
+
+
+def _scored(tests: list[Any], outcome: sandbox.Outcome, data: Any, *, status: str, reason: str,
+            route: str) -> Scored:
+    """The result of one scoring process's run: scores re-assembled from the grader's ``tests``."""
+    process = {"status": outcome.status, "seconds": outcome.seconds, "route": route,
                "peak_rss_mb": round(outcome.peak_rss_bytes / 2**20), "protections": outcome.protections}
+    if isinstance(data, dict) and isinstance(data.get("phases"), dict):
+        process["phases"] = {str(k)[:40]: v for k, v in list(data["phases"].items())[:20]
+                             if isinstance(v, int | float) and not isinstance(v, bool)}
     if not isinstance(data, dict) or not isinstance(data.get("cases"), dict):
         why = _FAILED.get(outcome.status, "процесс оценивания не вернул результат")
         result = score.score(tests, None, status=status if status != "ok" else
@@ -231,14 +297,174 @@ def run(tests: list[Any], tests_source: Path, export: Path | None, *, status: st
     return Scored(result=result, process=process, **parts)
 
 
+def run(tests: list[Any], tests_source: Path, export: Path | None, *, status: str, reason: str,
+        settings: Settings, execution: execute.Settings, figures: Mapping[str, str],
+        base: Path | None = None) -> Scored:
+    """Score one submission's export in a fresh sandboxed process started now (the cold route);
+    ``tests`` are the grader's own parsed test files (they give the points)."""
+    workdir = sandbox.claim_workdir(base or sandbox.default_base())
+    try:
+        _copy_tests(tests_source, workdir / TESTS)
+        refused = _copy_export(export, workdir / EXPORT)
+        (workdir / JOB).write_text(_job(status, reason, refused, export, figures), encoding="utf-8")
+        outcome = sandbox.run([sys.executable, "-m", "convlab.grading.score_process"], workdir=workdir,
+                              limits=_limits(settings, execution, settings.wall_seconds),
+                              env=execute.kernel_env(execution, workdir))
+        data = _read_result(workdir) if outcome.status == "ok" else None
+    finally:
+        sandbox.release_workdir(workdir)
+    return _scored(tests, outcome, data, status=status, reason=reason, route="cold")
+
+
+def lab_datasets(tests_folder: Path) -> list[str]:
+    """The datasets the lab's tests name (quoted, e.g. ``'cifar10'``): what a warm process loads."""
+    from convlab import datasets
+
+    text = "".join(p.read_text(encoding="utf-8", errors="replace") for p in sorted(tests_folder.glob("*.py")))
+    return [name for name in datasets.LOADERS if f"'{name}'" in text or f'"{name}"' in text]
+
+
+class Warm:
+    """A scoring process started ahead of its submission's export (see the module docstring).
+
+    Used once: :meth:`score` hands it one submission's export and waits for its result;
+    :meth:`cancel` stops it unused. Either way its working directory is removed.
+    """
+
+    def __init__(self, workdir: Path, settings: Settings, thread: threading.Thread,
+                 deadline: sandbox.Deadline, box: dict[str, Any]) -> None:
+        self.workdir, self.settings, self._thread, self._deadline = workdir, settings, thread, deadline
+        self._box = box  # the thread's outcome or exception
+        self.used = False
+
+    def alive(self) -> bool:
+        """Whether the process is still waiting for its job (not ended, not used)."""
+        return self._thread.is_alive() and not self.used
+
+    def _untouched(self) -> bool:
+        """The working directory is as the grader left it: a private folder of the sandbox user,
+        without an export, a job or a result (a process that wrote them is not trusted)."""
+        try:
+            info = self.workdir.lstat()
+        except OSError:
+            return False
+        owner_ok = info.st_uid == os.geteuid() or \
+            sandbox.UID_BASE <= info.st_uid < sandbox.UID_BASE + sandbox.UID_SLOTS
+        if not stat.S_ISDIR(info.st_mode) or not owner_ok or info.st_mode & 0o077:
+            return False
+        return not any(os.path.lexists(self.workdir / name) for name in (EXPORT, JOB, RESULT))
+
+    def score(self, tests: list[Any], export: Path | None, *, status: str, reason: str,
+              figures: Mapping[str, str]) -> Scored | None:
+        """Hand over one submission's export and wait for the result; None (and the process is
+        stopped) when this warm process cannot be used: the caller scores with :func:`run`."""
+        if self.used:
+            raise RuntimeError("a warm scoring process serves one submission only")
+        self.used = True
+        try:
+            if not self._thread.is_alive() or not self._untouched():
+                return None
+            owner = self.workdir.lstat().st_uid
+            switched = os.geteuid() == 0 and owner != 0  # the sandbox user's, as the cold route's files
+            # mkdir: fails if something made it meanwhile
+            refused = _copy_export(export, self.workdir / EXPORT, owner if switched else None)
+            fd, tmp = tempfile.mkstemp(dir=self.workdir, prefix=".job-")
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                if switched:
+                    os.fchown(handle.fileno(), owner, owner)
+                handle.write(_job(status, reason, refused, export, figures))
+            self._deadline.from_now(self.settings.wall_seconds)  # its own limit, from the go
+            os.replace(tmp, self.workdir / JOB)  # the go signal
+            self._thread.join()
+            outcome = self._box.get("outcome")
+            if not isinstance(outcome, sandbox.Outcome):
+                return None
+            data = _read_result(self.workdir) if outcome.status == "ok" else None
+            return _scored(tests, outcome, data, status=status, reason=reason, route="warm")
+        except (OSError, sandbox.SandboxError):
+            return None
+        finally:
+            self.cancel()
+
+    def cancel(self) -> None:
+        """Stop the process (if it still runs) and remove its working directory."""
+        self.used = True
+        self._deadline.from_now(0)
+        self._thread.join()
+        sandbox.release_workdir(self.workdir)
+
+
+def start(tests_source: Path, *, settings: Settings, execution: execute.Settings,
+          base: Path | None = None) -> Warm:
+    """Start a scoring process that loads what scoring needs and waits for its job (:class:`Warm`).
+    Its working directory holds only the trusted tests and ``warm.json``. Until the job comes, it
+    may wait as long as a notebook may run; from the job on, ``settings.wall_seconds``."""
+    workdir = sandbox.claim_workdir(base or sandbox.default_base())
+    try:
+        _copy_tests(tests_source, workdir / TESTS)
+        (workdir / WARM).write_text(json.dumps({"datasets": lab_datasets(workdir / TESTS)}), encoding="utf-8")
+    except BaseException:
+        sandbox.release_workdir(workdir)
+        raise
+    deadline = sandbox.Deadline()
+    box: dict[str, Any] = {}
+    waiting = execution.wall_seconds + execute.INTERRUPT_GRACE + settings.wall_seconds
+    limits = _limits(settings, execution, waiting)
+    if limits.disk_bytes is not None:  # the export arrives after the start: it counts here
+        room = model_policy.MAX_EXPORT_ARRAY_BYTES + WARM_MODEL_BYTES
+        limits = dataclasses.replace(limits, disk_bytes=limits.disk_bytes + room)
+    env = execute.kernel_env(execution, workdir)
+
+    def supervise() -> None:
+        try:
+            box["outcome"] = sandbox.run([sys.executable, "-m", "convlab.grading.score_process", "--wait"],
+                                         workdir=workdir, limits=limits, env=env, deadline=deadline)
+        except BaseException as error:  # reported by Warm.score as "not usable"
+            box["error"] = error
+
+    thread = threading.Thread(target=supervise, name="warm-scorer", daemon=True)
+    thread.start()
+    return Warm(workdir, settings, thread, deadline, box)
+
+
 # ---------------------------------------------------------------------------- process side
-def main() -> int:
+def warm_up(spec: Mapping[str, Any]) -> None:
+    """Load what the tests will use before any submission data is here: the checks' pristine
+    test sets and the integrity probes of the datasets in ``spec["datasets"]``."""
+    from convlab import datasets
+    from convlab.checks import data
+    from convlab.grading import report
+
+    shapes = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
+    for name in spec.get("datasets") or []:
+        if name in datasets.LOADERS:
+            data.pristine(name)
+            if name in shapes:
+                report.probe_images(shapes[name])
+
+
+def main(argv: list[str] | None = None) -> int:
     """The scoring process: read ``job.json``, score, write ``result.json`` (in the current
-    directory, the sandbox's working directory)."""
+    directory, the sandbox's working directory). With ``--wait`` (a pre-started process), first
+    import and load what scoring needs (:func:`warm_up`), then wait for ``job.json``."""
+    argv = sys.argv[1:] if argv is None else argv
+    started = time.monotonic()
+    phases: dict[str, float] = {}
     from convlab.grading import grade
 
-    job = json.loads(Path(JOB).read_text(encoding="utf-8"))
+    grade._preload()
     tests = score.load_tests(Path(TESTS))
+    phases["imports"] = round(time.monotonic() - started, 3)
+    if "--wait" in argv:
+        with contextlib.suppress(OSError, ValueError):
+            warm_up(json.loads(Path(WARM).read_text(encoding="utf-8")))
+        phases["warm_up"] = round(time.monotonic() - started - phases["imports"], 3)
+        ready = time.monotonic()
+        while not Path(JOB).exists():
+            time.sleep(WAIT_POLL)
+        phases["waited"] = round(time.monotonic() - ready, 3)
+    go = time.monotonic()
+    job = json.loads(Path(JOB).read_text(encoding="utf-8"))
     export = score.load_snapshots(Path(EXPORT)) if job.get("export") else None
     if export is not None and job.get("arrays_refused"):
         export.arrays_refused = str(job["arrays_refused"])
@@ -249,7 +475,8 @@ def main() -> int:
     finally:
         if export is not None:
             export.close()
-    out = {"cases": score.outcomes(tests, result),
+    phases["scoring"] = round(time.monotonic() - go, 3)
+    out = {"cases": score.outcomes(tests, result), "phases": phases,
            "collector": {"models": collector.models, "histories": collector.histories,
                          "figures": collector.figures}}
     fd, tmp = tempfile.mkstemp(dir=".", prefix=".result-")
