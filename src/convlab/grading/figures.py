@@ -14,14 +14,15 @@ import itertools
 import math
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 MAX_EPOCHS = 1000  #: epochs kept per metric of a fit history
 MAX_METRICS = 16  #: metrics kept per fit history
 MAX_MATRIX = 100  #: rows (= columns) of a confusion matrix drawn
 
 
-def _figure(width: float, height: float, layout: str | None = "constrained") -> Any:
+def _figure(width: float, height: float,
+            layout: Literal["constrained", "compressed", "tight"] | None = "constrained") -> Any:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
