@@ -90,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
                 log.write(json.dumps(case, ensure_ascii=False) + "\n")
         if not args.keep:
             shutil.rmtree(work / scenario.name, ignore_errors=True)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
     print(table(graded))
     return 0
 
