@@ -38,8 +38,10 @@ def test_expected_scores_rows_and_log(tmp_path: Path, monkeypatch: pytest.Monkey
                                       capsys: pytest.CaptureFixture[str]) -> None:
     """Unlisted questions expect full marks, `expected` and `all_zero` override; a grading error is a
     row, not a crash; each case is logged; the table shows only lost or expected-to-lose rows."""
+    otter_output = ("q2 results:\n    q2 - 1 result:\n        ❌ Test case failed\n" + "x" * 200
+                    + "\n        CheckFailed: q2: ожидалось одно, получено другое\n")
     graded = {
-        "right": fake_results({"q1": (2, 2), "q2": (1.5, 3)}, {"q2": "q2: ожидалось одно, получено другое"}),
+        "right": fake_results({"q1": (2, 2), "q2": (1.5, 3)}, {"q2": otter_output}),
         "wrong": fake_results({"q1": (2, 2), "q2": (3, 3)}, {}),
         "blank": fake_results({"q1": (0, 2), "q2": (0, 3)}, {}),
     }

@@ -49,6 +49,14 @@ def grade_case(scenario: corpus.Scenario, *, lab: str, work: Path) -> dict[str, 
             "seconds": round(time.monotonic() - started)}
 
 
+def gist(output: str) -> str:
+    """The informative part of otter's output for a question: the lines that say what was expected
+    (the checks' messages say "ожидалось"), else its last non-empty line."""
+    lines = [" ".join(line.split()) for line in output.splitlines() if line.strip()]
+    said = [line for line in lines if "ожидал" in line]
+    return " | ".join(dict.fromkeys(said)) if said else (lines[-1] if lines else "")
+
+
 def table(graded: list[dict[str, Any]], width: int = 160) -> str:
     """Rows where a point was expected to be lost or was lost, one line each (message shortened)."""
     lines = [f"{'case':34} {'question':16} {'exp':>6} {'got':>6}  agree  message"]
@@ -61,7 +69,7 @@ def table(graded: list[dict[str, Any]], width: int = 160) -> str:
             lines.append(f"{case['case']:34} {'(all)':16} {'full':>6} {'full':>6}  yes")
         for r in shown:
             agree = "yes" if abs(r["got"] - r["expected"]) < 1e-6 else "NO"
-            message = " ".join(r["message"].split())[:width]
+            message = gist(r["message"])[:width]
             lines.append(f"{case['case']:34} {r['question']:16} {r['expected']:6.3g} {r['got']:6.3g}  "
                          f"{agree:5}  {message}")
         for question in case["unknown"]:
