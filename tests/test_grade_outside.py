@@ -39,7 +39,7 @@ def test_expected_scores_rows_and_log(tmp_path: Path, monkeypatch: pytest.Monkey
     """Unlisted questions expect full marks, `expected` and `all_zero` override; a grading error is a
     row, not a crash; each case is logged; the table shows only lost or expected-to-lose rows."""
     otter_output = ("q2 results:\n    q2 - 1 result:\n        ❌ Test case failed\n" + "x" * 200
-                    + "\n        CheckFailed: q2: ожидалось одно, получено другое\n")
+                    + "\n        CheckFailed: q2: ожидается: одно; получено: другое\n")
     graded = {
         "right": fake_results({"q1": (2, 2), "q2": (1.5, 3)}, {"q2": otter_output}),
         "wrong": fake_results({"q1": (2, 2), "q2": (3, 3)}, {}),
@@ -59,7 +59,7 @@ def test_expected_scores_rows_and_log(tmp_path: Path, monkeypatch: pytest.Monkey
     assert grade_outside.main([str(lab / "outside.yml"), "--log", str(log)]) == 0
     table = capsys.readouterr().out.splitlines()
     rows = {tuple(line.split()[:2]): line for line in table[1:]}
-    assert "NO" in rows[("right", "q2")] and "ожидалось одно" in rows[("right", "q2")]
+    assert "NO" in rows[("right", "q2")] and "ожидается: одно" in rows[("right", "q2")]
     assert ("right", "q1") not in rows  # full marks expected and given: not shown
     assert "NO" in rows[("wrong", "q2")]
     assert "yes" in rows[("blank", "q1")] and "yes" in rows[("blank", "q2")]

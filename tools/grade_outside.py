@@ -51,9 +51,9 @@ def grade_case(scenario: corpus.Scenario, *, lab: str, work: Path) -> dict[str, 
 
 def gist(output: str) -> str:
     """The informative part of otter's output for a question: the lines that say what was expected
-    (the checks' messages say "ожидалось"), else its last non-empty line."""
+    (the checks' messages say "ожидается"), else its last non-empty line."""
     lines = [" ".join(line.split()) for line in output.splitlines() if line.strip()]
-    said = [line for line in lines if "ожидал" in line]
+    said = [line for line in lines if "ожида" in line]
     return " | ".join(dict.fromkeys(said)) if said else (lines[-1] if lines else "")
 
 

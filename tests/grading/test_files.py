@@ -39,12 +39,12 @@ def test_results_round_trip_and_refuse_what_is_not_a_result(tmp_path: Path) -> N
 def test_only_the_writers_that_cannot_import_it_rename_files_themselves() -> None:
     """Is grading/files.py the one atomic writer: does every other module that renames a file
     into place have a stated reason (the student kit, the grading kernel, the scoring process
-    under parallel change, the batch's lock claim)?"""
+    its own job and result files, the sandbox's workdir claim)?"""
     root = Path(files.__file__).resolve().parents[1]
     renaming = sorted(path.relative_to(root).as_posix() for path in root.rglob("*.py")
                       if "os.replace(" in path.read_text(encoding="utf-8"))
-    assert renaming == ["artifacts.py", "grading/execute.py", "grading/exporter.py", "grading/files.py",
-                        "grading/score_process.py"]
+    assert renaming == ["artifacts.py", "grading/exporter.py", "grading/files.py",
+                        "grading/sandbox.py", "grading/score_process.py"]
 
 
 def test_calibration_writes_through_the_one_writer(tmp_path: Path, monkeypatch) -> None:
