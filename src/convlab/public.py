@@ -10,6 +10,7 @@ This module imports nothing from ``convlab.checks``, ``convlab.grading``, ``conv
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -79,23 +80,44 @@ def show(value: Any) -> str:
 # --- answer variables -------------------------------------------------------------------------
 
 def _is_int(value: Any) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
+    """A whole number however it is written: ``int``, a numpy integer, a finite float without a
+    fractional part (``54890.0`` from ``np.prod``) or a 0-d array of one; not a bool."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    return isinstance(value, (float, np.floating)) and math.isfinite(value) and float(value).is_integer()
+
+
+def _items(value: Any) -> list[Any] | None:
+    """The elements of a list, a tuple or a one-dimensional array; ``None`` for anything else."""
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if isinstance(value, np.ndarray) and value.ndim == 1:
+        return list(value)
+    return None
 
 
 def is_integer(value: Any, name: str) -> None:
-    """``value`` is a whole number."""
+    """``value`` is a whole number (:func:`_is_int`)."""
     require(_is_int(value), f"{name}: тип ответа", "целое число", show(value))
 
 
 def is_fraction(value: Any, name: str) -> None:
-    """``value`` is a number in [0, 1] (an accuracy as a fraction, not percent)."""
+    """``value`` is a number in [0, 1] (an accuracy as a fraction, not percent); a 0-d array of
+    one counts."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
     ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and 0 <= float(value) <= 1
     require(ok, f"{name}: ответ", "число от 0 до 1 (доля, не проценты)", show(value))
 
 
 def is_integer_list(value: Any, name: str) -> None:
-    """``value`` is a list or tuple of whole numbers."""
-    ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(_is_int(v) for v in value)
+    """``value`` is a non-empty list, tuple or one-dimensional array of whole numbers."""
+    items = _items(value)
+    ok = bool(items) and all(_is_int(v) for v in items or ())
     require(ok, f"{name}: тип ответа", "непустой список целых чисел", show(value))
 
 
@@ -107,9 +129,9 @@ def is_string_list(value: Any, name: str) -> None:
 
 
 def is_shape(value: Any, name: str) -> None:
-    """``value`` is a tuple or list of positive whole numbers."""
-    ok = isinstance(value, (list, tuple)) and len(value) > 0 and all(
-        _is_int(v) and v > 0 for v in value)
+    """``value`` is a tuple, list or one-dimensional array of positive whole numbers."""
+    items = _items(value)
+    ok = bool(items) and all(_is_int(v) and v > 0 for v in items or ())
     require(ok, f"{name}: тип ответа", "кортеж положительных целых чисел", show(value))
 
 

@@ -44,15 +44,19 @@ def test_failure_message_names_what_expected_and_found():
 # ----------------------------------------------------------------------------- is_integer
 
 
-@pytest.mark.parametrize("value", [0, 5, 44426, np.int64(7), np.int32(3)])
+@pytest.mark.parametrize("value", [0, 5, 44426, np.int64(7), np.int32(3), 54890.0, np.float64(224.0),
+                                   np.array(12), np.array(12.0)])
 def test_is_integer_accepts_whole_numbers(value):
-    """Are Python and numpy integers accepted as whole numbers?"""
+    """Are Python and numpy integers, whole floats (``np.prod`` of a shape) and 0-d arrays of
+    them accepted as whole numbers?"""
     checks.is_integer(value, "total_params_1")
 
 
 @pytest.mark.parametrize("value, found", [
     (5.5, "5.5"),
+    (float("inf"), "inf"),
     (True, "True"),
+    (np.array(2.5), "массив float64 формы ()"),
     ("60000", "'60000'"),
     (None, "None (переменная не задана)"),
     ([1], "[1]"),
@@ -93,21 +97,25 @@ def test_is_fraction_rejects_percent_and_non_numbers(value, found):
 # ------------------------------------------------------------------------ is_integer_list
 
 
-@pytest.mark.parametrize("value", [[64, 128, 256], (16,), [np.int64(64), 3]])
+@pytest.mark.parametrize("value", [[64, 128, 256], (16,), [np.int64(64), 3], [64.0, 128],
+                                   np.array([64, 128]), np.array([256.0])])
 def test_is_integer_list_accepts_lists_of_ints(value):
-    """Are non-empty lists and tuples of (numpy) integers accepted?"""
+    """Are non-empty lists, tuples and one-dimensional arrays of whole numbers accepted?"""
     checks.is_integer_list(value, "bn_params_per_layer")
 
 
 @pytest.mark.parametrize("value, found", [
     ([], "[]"),
-    ([64.0, 128], "[64.0, 128]"),
+    ([64.5, 128], "[64.5, 128]"),
+    ([True, 2], "[True, 2]"),
     (64, "64"),
-    (np.array([64, 128]), "массив int64 формы (2,)"),
+    (np.array([[64, 128]]), "массив int64 формы (1, 2)"),
+    (np.array([], dtype=int), "массив int64 формы (0,)"),
     (None, "None (переменная не задана)"),
 ])
 def test_is_integer_list_rejects_other_values(value, found):
-    """Do an empty list, floats, a bare number, an array and None fail, showing the value?"""
+    """Do an empty list or array, fractions, booleans, a bare number, a 2-D array and None fail,
+    showing the value?"""
     with pytest.raises(CheckFailed, match=exactly(
             "bn_params_per_layer: тип ответа: ожидается: непустой список целых чисел; "
             f"получено: {found}.")):
@@ -141,9 +149,10 @@ def test_is_string_list_rejects_other_values(value, found):
 # ------------------------------------------------------------------------------- is_shape
 
 
-@pytest.mark.parametrize("value", [(32, 32, 3), [28, 28, 1], (np.int64(32), 32, 3)])
+@pytest.mark.parametrize("value", [(32, 32, 3), [28, 28, 1], (np.int64(32), 32, 3), np.array([32, 32, 3]),
+                                   (32.0, 32.0, 3.0)])
 def test_is_shape_accepts_positive_int_sequences(value):
-    """Are tuples and lists of positive (numpy) integers accepted as a shape?"""
+    """Are tuples, lists and 1-D arrays of positive whole numbers accepted as a shape?"""
     checks.is_shape(value, "input_shape_4")
 
 
@@ -151,13 +160,14 @@ def test_is_shape_accepts_positive_int_sequences(value):
     ((None, 32, 32, 3), "(None, 32, 32, 3)"),
     ((0, 3), "(0, 3)"),
     ((), "()"),
-    ((32.0, 32.0, 3.0), "(32.0, 32.0, 3.0)"),
+    ((32.5, 32, 3), "(32.5, 32, 3)"),
+    (np.zeros((32, 32, 3)), "массив float64 формы (32, 32, 3)"),
     (32, "32"),
     (None, "None (переменная не задана)"),
 ])
 def test_is_shape_rejects_other_values(value, found):
-    """Do a batch axis (None), zero, an empty tuple, floats, a bare number and None fail,
-    showing the value?"""
+    """Do a batch axis (None), zero, an empty tuple, fractions, an image instead of its shape,
+    a bare number and None fail, showing the value?"""
     with pytest.raises(CheckFailed, match=exactly(
             "input_shape_4: тип ответа: ожидается: кортеж положительных целых чисел; "
             f"получено: {found}.")):

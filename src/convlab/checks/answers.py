@@ -38,7 +38,9 @@ def answer_equals(value: Any, expected: Any, name: str) -> None:
 
 
 def answer_close(value: Any, expected: float, tolerance: float, name: str) -> None:
-    """``|value - expected| <= tolerance``."""
+    """``|value - expected| <= tolerance`` (a 0-d array of a number counts as the number)."""
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
     ok = isinstance(value, numbers.Real) and abs(float(value) - expected) <= tolerance
     require(ok, name, f"{expected:.4f} ± {tolerance:g}", show(value))
 
