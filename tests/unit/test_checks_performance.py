@@ -332,3 +332,16 @@ def test_answer_accuracy_test_split_only(fake_datasets, oracle, synthetic):
     assert checks.performance.own_test_images(shuffled, "mnist") is None
     with pytest.raises(CheckFailed, match=exactly("accuracy_1: ожидается: 0.8000 ± 0.002 (точность")):
         checks.answer_accuracy(0.3, oracle, "mnist", "accuracy_1", x_test=shuffled)
+
+
+def test_lab6_text_states_floor_and_threshold():
+    """Does the Lab 6 master print, next to task 5, the calibrated floor and threshold (in
+    percent) that its accuracy steps use?"""
+    from pathlib import Path
+
+    import nbformat
+
+    master = Path(__file__).resolve().parents[2] / "assignments" / "lab6_nin" / "lab6_nin.ipynb"
+    text = "\n".join(c.source for c in nbformat.read(master, 4).cells if c.cell_type == "markdown")
+    threshold, floor = checks.threshold("lab6_nin", "nin"), checks.floor("lab6_nin", "nin")
+    assert f"0 баллов при точности {floor:.0%} и ниже, полный балл от {threshold:.0%}" in text

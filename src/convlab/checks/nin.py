@@ -327,12 +327,11 @@ def schedule_attached(model: Any, lr_0: Any, lr_min: Any, epochs: Any, batch_siz
 
 
 def accuracy_floor(lab: str, model: str) -> float:
-    """The accuracy from which the linear credit starts (:data:`ACCURACY_FLOORS`)."""
-    return float(ACCURACY_FLOORS[lab][model])
+    """The accuracy from which the linear credit starts: the calibrated floor
+    (``thresholds.json``, ``floors``; docs/calibration.md)."""
+    from convlab.checks.base import floor
 
-
-#: the start of the linear accuracy credit (0 points at or below it; see docs/calibration.md)
-ACCURACY_FLOORS = {"lab6_nin": {"nin": 0.60}}
+    return floor(lab, model)
 
 
 def nin_accuracy_step(model: Any, step: int, steps: int, *, lab: str = "lab6_nin", key: str = "nin",
