@@ -178,3 +178,17 @@ def test_export_copy_is_bounded_and_exact(tmp_path: Path) -> None:
         with open(tmp_path / "src", "rb") as source, open(tmp_path / "dst", "wb") as sink:
             score_process._copy_bounded(source, sink, limit)
         assert (tmp_path / "dst").read_bytes() == expected
+
+
+def test_warm_up_loads_each_named_dataset_and_its_probe(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Does a pre-started process load the pristine test set and the integrity probe images of
+    each dataset its lab names (and nothing for an unknown name), rather than dying in its
+    warm-up (a warm process that died is never used)?"""
+    from convlab.checks import data
+    from convlab.grading import integrity
+
+    loaded: list[object] = []
+    monkeypatch.setattr(data, "pristine", lambda name: loaded.append(name))
+    monkeypatch.setattr(integrity, "probe_images", lambda shape: loaded.append(shape))
+    score_process.warm_up({"datasets": ["mnist", "cifar10", "imagenet"]})
+    assert loaded == ["mnist", (28, 28, 1), "cifar10", (32, 32, 3)]

@@ -10,8 +10,9 @@ such a temporary file, which :func:`remove_stale_temps` removes before the next 
 Writers of their own remain only where this module cannot be imported: the student kit's
 :mod:`convlab.artifacts` (the student wheel holds no ``grading`` module; it writes through a path
 because ``model.save`` needs one) and the grading kernel's :mod:`convlab.grading.exporter` (the
-kernel sees only ``execute.KERNEL_MODULES``). :mod:`convlab.grading.score_process` still writes
-its ``result.json`` itself (that module is under parallel change; it can import this one).
+kernel sees only ``execute.KERNEL_MODULES``), and the job file that
+:mod:`convlab.grading.score_process` hands to a pre-started scorer (given to the sandbox user
+before it appears; its rename is the go signal). The scorer's ``result.json`` comes through here.
 Scratch files of a build (staged sources, a submission being assembled) are written plainly:
 nothing reads them half-written.
 """

@@ -98,12 +98,12 @@ import tempfile
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Literal
+from typing import IO, Literal
 
 try:
     import psutil
 except ImportError:  # pragma: no cover - psutil comes with ipykernel
-    psutil = None  # type: ignore[assignment]
+    psutil = None
 
 Status = Literal["ok", "timeout", "memory", "crashed"]
 
@@ -708,7 +708,8 @@ def _launch(command: list[str], *, workdir: Path, limits: Limits, env: dict[str,
     config = {"status_fd": status_w, "lifeline_fd": lifeline_r, "workdir": str(workdir),
               "uid": user[0] if user else None,
               "gid": user[1] if user else None, "loopback": use_net,
-              "data_limit": 2 * limits.memory_bytes + (1 << 30) if rlimit else None,
+              "data_limit": (2 * limits.memory_bytes + (1 << 30)
+                             if rlimit and limits.memory_bytes is not None else None),
               "landlock": landlock, "writable_dirs": writable_dirs,
               "writable_files": [f for f in WRITABLE_FILES if os.path.exists(f)
                                  and (not confine or f != "/dev/tty")],
@@ -721,6 +722,7 @@ def _launch(command: list[str], *, workdir: Path, limits: Limits, env: dict[str,
     flags = [*(["--net"] if use_net else []), *(machine.pid_flags or ()),
              *(["--mount", "--ipc"] if confine else [])]
     if flags:
+        assert machine.unshare is not None  # every flag was probed through unshare
         argv = [machine.unshare, *flags, *(["--map-root-user"] if machine.map_root else []), "--", *argv]
     child_env = {**env, "PATH": env.get("PATH") or os.environ.get("PATH", os.defpath),
                  "HOME": str(workdir), "TMPDIR": str(workdir / TMP), "LANG": env.get("LANG") or "C.UTF-8"}
@@ -754,8 +756,7 @@ def _launch(command: list[str], *, workdir: Path, limits: Limits, env: dict[str,
         _kill_everything(proc.pid, root_proc, seen)  # even when interrupted, nothing survives
         proc.wait()
         os.close(lifeline_w)
-        proc.stdout.close()
-        proc.stderr.close()
+        _close_pipes(proc)
         os.close(status_r)
         raise
     _kill_everything(proc.pid, root_proc, seen)
@@ -765,7 +766,7 @@ def _launch(command: list[str], *, workdir: Path, limits: Limits, env: dict[str,
     returncode, child_rss, failure = _read_status(status_r, proc.returncode)
     if failure:
         raise SandboxError(f"{failure} (the sandbox user must be able to run the command)")
-    if guard.stopped_by is None and quota is not None and _disk_usage(workdir, guard.disk) >= guard.disk:
+    if guard.stopped_by is None and guard.disk is not None and _disk_usage(workdir, guard.disk) >= guard.disk:
         guard.stopped_by = "disk"  # written between the last sample and the end
     if guard.stopped_by is not None:
         err += ("\nsandbox: stopped: " + {
@@ -814,7 +815,7 @@ class _Guard:
         return self.stopped_by is not None
 
 
-def _supervise(proc: subprocess.Popen, root: psutil.Process | None, limits: Limits, start: float,
+def _supervise(proc: subprocess.Popen[bytes], root: psutil.Process | None, limits: Limits, start: float,
                watchdog: bool, seen: dict[int, psutil.Process], out: bytearray,
                err: bytearray, guard: _Guard | None = None,
                moved: Deadline | None = None) -> tuple[Status | None, int, float]:
@@ -822,7 +823,8 @@ def _supervise(proc: subprocess.Popen, root: psutil.Process | None, limits: Limi
     collecting its output and every process of the tree seen (in ``seen``); return why it was
     stopped, peak RSS, end time."""
     deadline = start + limits.wall_seconds
-    buffers = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    stdout, stderr = _pipes(proc)
+    buffers = {stdout.fileno(): out, stderr.fileno(): err}
     peak = 0
     reason: Status | None = None
     pidfd = None
@@ -853,7 +855,7 @@ def _supervise(proc: subprocess.Popen, root: psutil.Process | None, limits: Limi
                                 if guard is not None and guard.tasks is not None:
                                     tasks += p.num_threads()
                         peak = max(peak, total)
-                        if watchdog and total > limits.memory_bytes:
+                        if watchdog and limits.memory_bytes is not None and total > limits.memory_bytes:
                             reason = "memory"
                             break
                     if guard is not None and guard.over(tasks, now):
@@ -884,18 +886,30 @@ def _read_into(fd: int, buffer: bytearray, sel: selectors.BaseSelector | None = 
     return True
 
 
-def _drain(proc: subprocess.Popen, out: bytearray, err: bytearray, seconds: float = 2.0) -> None:
+def _drain(proc: subprocess.Popen[bytes], out: bytearray, err: bytearray, seconds: float = 2.0) -> None:
     """Collect the rest of the output (everything that could write it is dead), then close."""
     end = time.monotonic() + seconds
-    pipes = {proc.stdout.fileno(): out, proc.stderr.fileno(): err}
+    stdout, stderr = _pipes(proc)
+    pipes = {stdout.fileno(): out, stderr.fileno(): err}
     with selectors.DefaultSelector() as sel:
         for fd in pipes:
             sel.register(fd, selectors.EVENT_READ)
         while sel.get_map() and (left := end - time.monotonic()) > 0:
             for key, _ in sel.select(left):
                 _read_into(key.fd, pipes[key.fd], sel)
-    proc.stdout.close()
-    proc.stderr.close()
+    _close_pipes(proc)
+
+
+def _pipes(proc: subprocess.Popen[bytes]) -> tuple[IO[bytes], IO[bytes]]:
+    """The command's stdout and stderr (both always ``PIPE`` here)."""
+    assert proc.stdout is not None and proc.stderr is not None
+    return proc.stdout, proc.stderr
+
+
+def _close_pipes(proc: subprocess.Popen[bytes]) -> None:
+    stdout, stderr = _pipes(proc)
+    stdout.close()
+    stderr.close()
 
 
 def _read_status(status_r: int, outer_code: int) -> tuple[int, int, str | None]:

@@ -11,6 +11,8 @@ confines writes here.
 """
 
 # ruff: noqa: UP031
+from __future__ import annotations
+
 import ctypes
 import json
 import os
@@ -21,6 +23,16 @@ import struct
 import sys
 import threading
 import time
+
+# `typing` only for the type checker (mypy takes any TYPE_CHECKING as true): importing it would
+# cost every sandbox start several milliseconds, and this file is run by path, stdlib only
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from typing import Any, NoReturn
+
+    #: the init's configuration, as :func:`convlab.grading.sandbox._launch` writes it (JSON)
+    Config = dict[str, Any]
 
 libc = ctypes.CDLL(None, use_errno=True)
 libc.syscall.restype = ctypes.c_long
@@ -46,20 +58,21 @@ ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "timezone", "ns
 DEVICES = ("null", "zero", "full", "random", "urandom")
 
 
-def _check(result, what):
+def _check(result: int, what: str) -> int:
     if result < 0:
         err = ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}")
     return result
 
 
-def mount(source, target, fstype, flags, data=None):
+def mount(source: str | None, target: str, fstype: str | None, flags: int,
+          data: str | None = None) -> None:
     _check(libc.mount(source.encode() if source else None, target.encode(),
                       fstype.encode() if fstype else None, flags, data.encode() if data else None),
            f"mount {source or fstype} on {target}")
 
 
-def _remount(target, flags):
+def _remount(target: str, flags: int) -> None:
     """Remount a bind mount with ``flags``, keeping the flags it already has (possibly locked)."""
     have = os.statvfs(target).f_flag
     keep = 0
@@ -69,7 +82,7 @@ def _remount(target, flags):
     mount(None, target, None, MS_REMOUNT | MS_BIND | keep | flags)
 
 
-def build_root(cfg):
+def build_root(cfg: Config) -> None:
     """Make a new root filesystem in ``cfg["root"]`` (an empty folder) and pivot into it.
 
     Seen from inside: the system folders, a filtered /etc, the Python environment, the package
@@ -83,12 +96,13 @@ def build_root(cfg):
     os.umask(0o022)
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     mount("tmpfs", new, "tmpfs", MS_NOSUID | MS_NODEV, "size=4m,nr_inodes=4096,mode=0755")
-    bound = []
+    bound: list[str] = []
 
-    def covered(path):
+    def covered(path: str) -> bool:
         return any(path == b or path.startswith(b.rstrip("/") + "/") for b in bound)
 
-    def bind(src, dst=None, *, rw=False, dev=False, recursive=True):
+    def bind(src: str, dst: str | None = None, *, rw: bool = False, dev: bool = False,
+             recursive: bool = True) -> None:
         dst = dst or src
         target = new + dst
         if os.path.isdir(src):
@@ -157,7 +171,7 @@ def build_root(cfg):
     os.chdir("/")
 
 
-def hide(new, hidden):
+def hide(new: str, hidden: Iterable[tuple[str, bool]]) -> None:
     """Cover each ``(path, is a folder)`` of ``hidden`` (beneath a tree bound in the new root
     ``new``): a folder by an empty read-only tmpfs, a file by an empty read-only file."""
     if not hidden:
@@ -186,7 +200,7 @@ def hide(new, hidden):
         os.rmdir(scratch)
 
 
-def drop_capabilities():
+def drop_capabilities() -> None:
     """No capabilities, now or after exec (the command runs as root of a user namespace when the
     grader is not root, or as root with the opt-in where no user switch is possible): empty the
     bounding set, the ambient set and the current sets."""
@@ -206,8 +220,8 @@ def drop_capabilities():
 # Landlock (see Documentation/userspace-api/landlock.rst): a ruleset that handles every kind of
 # write (so each is denied unless a rule allows it) and none of reading or executing; one rule
 # grants them all beneath each writable folder, one grants writing to each writable file.
-def confine_writes(folders, files):
-    def syscall(number, *args):
+def confine_writes(folders: Iterable[str], files: Iterable[str]) -> int:
+    def syscall(number: int, *args: int) -> int:
         result = libc.syscall(ctypes.c_long(number), *(ctypes.c_long(a) for a in args))
         if result < 0:
             errno = ctypes.get_errno()
@@ -240,7 +254,7 @@ def confine_writes(folders, files):
     return abi
 
 
-def _probe_landlock(inside, outside):
+def _probe_landlock(inside: str, outside: str) -> NoReturn:
     confine_writes([inside], ["/dev/null"])
     open(os.path.join(inside, "ok"), "w").close()
     open("/dev/null", "w").close()
@@ -251,7 +265,7 @@ def _probe_landlock(inside, outside):
     sys.exit(1)
 
 
-def _loopback_up():
+def _loopback_up() -> None:
     import fcntl
     import socket
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
@@ -260,13 +274,13 @@ def _loopback_up():
         fcntl.ioctl(s, 0x8914, struct.pack("16sh22x", b"lo", flags | 1))  # SIOCSIFFLAGS, IFF_UP
 
 
-def _limit(which, value):
+def _limit(which: int, value: int) -> None:
     hard = resource.getrlimit(which)[1]
     value = value if hard == resource.RLIM_INFINITY else min(value, hard)
     resource.setrlimit(which, (value, value))
 
 
-def _start(cfg, cmd, fd, lifeline):
+def _start(cfg: Config, cmd: list[str], fd: int, lifeline: int) -> NoReturn:
     """In the forked child: become the sandbox user, confine, exec the command."""
     try:
         os.set_inheritable(fd, False)  # closed by a successful exec, kept to report a failed one
@@ -302,9 +316,9 @@ def _start(cfg, cmd, fd, lifeline):
             os._exit(127)
 
 
-def tree():
+def tree() -> list[int]:
     """Every descendant of this init, as /proc shows them (host pids: not in a PID namespace)."""
-    parents = {}
+    parents: dict[int, list[int]] = {}
     for name in os.listdir("/proc"):
         if name.isdigit():
             try:
@@ -321,13 +335,13 @@ def tree():
     return found
 
 
-def leftovers():
+def leftovers() -> list[int]:
     # PID 1 of a namespace: kill(-1) reaches everything in it but us, and /proc may be the host's
     # (a PID namespace without its own /proc), where "children of PID 1" are the host's daemons
     return [-1] if os.getpid() == 1 else tree()
 
 
-def main():
+def main() -> None:
     if sys.argv[1] == "--probe-landlock":
         _probe_landlock(*sys.argv[2:4])
     cfg = json.loads(sys.argv[1])
@@ -357,7 +371,7 @@ def main():
     if pid == 0:
         _start(cfg, cmd, fd, lifeline)
 
-    def orphaned():
+    def orphaned() -> NoReturn:
         # The lifeline reads end of file when the grader is gone: kill everything, clean up, exit.
         try:
             while os.read(lifeline, 1):

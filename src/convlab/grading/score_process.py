@@ -51,7 +51,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from convlab.grading import execute, export_format, model_policy, sandbox, score
+from convlab import artifacts
+from convlab.grading import execute, export_format, files, model_policy, sandbox, score
 
 JOB = "job.json"
 RESULT = "result.json"
@@ -277,8 +278,9 @@ def _job(status: str, reason: str, refused: str, export: Path | None,
 def _scored(tests: list[Any], outcome: sandbox.Outcome, data: Any, *, status: str, reason: str,
             route: str) -> Scored:
     """The result of one scoring process's run: scores re-assembled from the grader's ``tests``."""
-    process = {"status": outcome.status, "seconds": outcome.seconds, "route": route,
-               "peak_rss_mb": round(outcome.peak_rss_bytes / 2**20), "protections": outcome.protections}
+    process: dict[str, Any] = {"status": outcome.status, "seconds": outcome.seconds, "route": route,
+                               "peak_rss_mb": round(outcome.peak_rss_bytes / 2**20),
+                               "protections": outcome.protections}
     if isinstance(data, dict) and isinstance(data.get("phases"), dict):
         process["phases"] = {str(k)[:40]: v for k, v in list(data["phases"].items())[:20]
                              if isinstance(v, int | float) and not isinstance(v, bool)}
@@ -291,7 +293,9 @@ def _scored(tests: list[Any], outcome: sandbox.Outcome, data: Any, *, status: st
         return Scored(result=result, models={}, histories={}, figures={}, process=process)
     result = score.score(tests, None, status=status, reason=reason, replay=data["cases"],
                          replay_missing="проверка не выполнена процессом оценивания")
-    collected = data.get("collector") if isinstance(data.get("collector"), dict) else {}
+    collected = data.get("collector")
+    if not isinstance(collected, dict):
+        collected = {}
     parts = {k: v if isinstance(v := _plain(collected.get(k)), dict) else {}
              for k in ("models", "histories", "figures")}
     return Scored(result=result, process=process, **parts)
@@ -368,6 +372,8 @@ class Warm:
             switched = os.geteuid() == 0 and owner != 0  # the sandbox user's, as the cold route's files
             # mkdir: fails if something made it meanwhile
             refused = _copy_export(export, self.workdir / EXPORT, owner if switched else None)
+            # its own writer, not files.write_text: the job file is handed to the sandbox user
+            # before it appears, and its appearance (the rename) is the process's go signal
             fd, tmp = tempfile.mkstemp(dir=self.workdir, prefix=".job-")
             with os.fdopen(fd, "w", encoding="utf-8") as handle:
                 if switched:
@@ -433,14 +439,14 @@ def warm_up(spec: Mapping[str, Any]) -> None:
     test sets and the integrity probes of the datasets in ``spec["datasets"]``."""
     from convlab import datasets
     from convlab.checks import data
-    from convlab.grading import report
+    from convlab.grading import integrity
 
     shapes = {"mnist": (28, 28, 1), "cifar10": (32, 32, 3)}
     for name in spec.get("datasets") or []:
         if name in datasets.LOADERS:
             data.pristine(name)
             if name in shapes:
-                report.probe_images(shapes[name])
+                integrity.probe_images(shapes[name])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -479,17 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     out = {"cases": score.outcomes(tests, result), "phases": phases,
            "collector": {"models": collector.models, "histories": collector.histories,
                          "figures": collector.figures}}
-    fd, tmp = tempfile.mkstemp(dir=".", prefix=".result-")
-    with os.fdopen(fd, "w", encoding="utf-8") as handle:
-        json.dump(out, handle, ensure_ascii=False, default=_jsonable)
-    os.replace(tmp, RESULT)
+    files.write_json(Path(RESULT), artifacts.jsonable(out), indent=None)
     return 0
-
-
-def _jsonable(value: Any) -> Any:
-    with contextlib.suppress(Exception):
-        return value.item()
-    return repr(value)[:200]
 
 
 if __name__ == "__main__":
