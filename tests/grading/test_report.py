@@ -484,3 +484,14 @@ def test_a_grading_digests_each_model_once(monkeypatch: pytest.MonkeyPatch) -> N
     performance.test_accuracy(model, "mnist")
     assert len(calls) == 1
     assert collector.models["model"]["digest"] == digest(model.get_weights())
+
+
+def test_a_malformed_sketch_does_not_stop_the_report() -> None:
+    """A weight sketch with nulls, strings or NaN (a tampered result file) compares as
+    dissimilar instead of raising while the class report is built."""
+    from convlab.grading import integrity
+
+    good = [0.1, 0.2, 0.3]
+    for bad in ([None, 0.2, 0.3], ["x", 1.0, 2.0], [float("nan"), 1.0, 2.0], [True, 1.0, 2.0]):
+        assert integrity.cosine(good, bad) == 0.0 and integrity.cosine(bad, good) == 0.0
+    assert integrity.cosine(good, good) > 0.999

@@ -308,7 +308,11 @@ def jaccard(a: Sequence[int], b: Sequence[int]) -> float:
 
 
 def cosine(a: Sequence[float], b: Sequence[float]) -> float:
-    """Cosine similarity of two sketches (0 when one is zero)."""
+    """Cosine similarity of two sketches (0 when one is zero, or is not a list of finite numbers:
+    a result file is data from a sandbox, and one bad sketch must not stop the class report)."""
+    if not all(isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+               for x in (*a, *b)):
+        return 0.0
     na, nb = math.sqrt(sum(x * x for x in a)), math.sqrt(sum(x * x for x in b))
     if not na or not nb or len(a) != len(b):
         return 0.0
