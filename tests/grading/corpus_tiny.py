@@ -460,3 +460,11 @@ def write_corpus(folder: Path, ctx: Context, names: list[str] | None = None) -> 
             raise AssertionError(f"{path.name} is graded as {batch.student_id(path.name)!r}, "
                                  f"not {scenario.name!r}")
     return {s.name: s for s in chosen}
+
+
+def make_autograder(folder: Path) -> Path:
+    """A tiny autograder in ``folder``: q1 wants x == 42, q2 wants y == 'конец'."""
+    (folder / "tests").mkdir(parents=True)
+    (folder / "tests" / "q1.py").write_text(TESTS.format(name="q1", var="x", value=42))
+    (folder / "tests" / "q2.py").write_text(TESTS.format(name="q2", var="y", value="конец"))
+    return folder

@@ -25,7 +25,15 @@ import nbformat
 import numpy as np
 import psutil
 import pytest
-from corpus_tiny import FAKE_RESULTS, HONEST, PATCH_CHECKS, READ_TESTS, SETUP, TESTS, notebook
+from corpus_tiny import (
+    FAKE_RESULTS,
+    HONEST,
+    PATCH_CHECKS,
+    READ_TESTS,
+    SETUP,
+    make_autograder,
+    notebook,
+)
 
 from convlab import corpus
 from convlab.grading import batch, execute, grade, score_process
@@ -36,12 +44,8 @@ LAB = "lab5_cnn"
 
 @pytest.fixture
 def autograder(tmp_path: Path) -> Path:
-    """A tiny autograder: q1 wants x == 42, q2 wants y == 'конец'; both a list of 3 integers."""
-    folder = tmp_path / "autograder"
-    (folder / "tests").mkdir(parents=True)
-    (folder / "tests" / "q1.py").write_text(TESTS.format(name="q1", var="x", value=42))
-    (folder / "tests" / "q2.py").write_text(TESTS.format(name="q2", var="y", value="конец"))
-    return folder
+    """The tiny lab's autograder (:func:`corpus_tiny.make_autograder`)."""
+    return make_autograder(tmp_path / "autograder")
 
 
 def config(autograder: Path, **settings: float) -> grade.Config:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
-from corpus_tiny import HONEST, SETUP, TESTS, notebook
+from corpus_tiny import HONEST, SETUP, make_autograder, notebook
 
 from convlab.grading import batch, execute, grade, sandbox, score, score_process
 
@@ -24,11 +24,8 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture
 def autograder(tmp_path: Path) -> Path:
-    folder = tmp_path / "autograder"
-    (folder / "tests").mkdir(parents=True)
-    (folder / "tests" / "q1.py").write_text(TESTS.format(name="q1", var="x", value=42))
-    (folder / "tests" / "q2.py").write_text(TESTS.format(name="q2", var="y", value="конец"))
-    return folder
+    """The tiny lab's autograder (:func:`corpus_tiny.make_autograder`)."""
+    return make_autograder(tmp_path / "autograder")
 
 
 SETTINGS = execute.Settings(wall_seconds=240.0, memory_bytes=2 << 30, cell_timeout=60.0)
