@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 from pathlib import Path
+
+import pytest
 
 from convlab.grading import files, results
 
@@ -70,3 +74,16 @@ def test_calibration_writes_through_the_one_writer(tmp_path: Path, monkeypatch) 
     calibration.write(lab, runs, thresholds, tmp_path / "calibration.md")
     assert sorted(written) == ["calibration.md", "thresholds.json"]
     assert model in json.loads(thresholds.read_text())["thresholds"]["lab5_cnn"]
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_written_files_get_the_mode_a_plain_open_gives(tmp_path: Path, umask: int, mode: int) -> None:
+    """A file written atomically has 0o666 less the umask, as ``open()`` would give it (not
+    mkstemp's 0o600: a thresholds.json written by the calibration must stay readable by the
+    sandbox's user), and a private umask keeps the grader's outputs private."""
+    previous = os.umask(umask)
+    try:
+        files.write_text(tmp_path / "thresholds.json", "{}")
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE((tmp_path / "thresholds.json").stat().st_mode) == mode

@@ -30,11 +30,28 @@ TEMP_SUFFIX = ".tmp"
 _NAME_CHARS = 64  #: characters of the target's name kept in its temporary file's name
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it (``os.umask`` would set it for every thread
+    for a moment: a file another thread creates then could be readable by all); 0o077 where it
+    cannot be read."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o077
+
+
 def write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` atomically (see the module docstring)."""
+    """Write ``data`` to ``path`` atomically (see the module docstring), with the permissions a
+    plain ``open(path, "w")`` would create it with (0o666 less the umask: the grader's outputs,
+    written under umask 0o077, stay private; ``thresholds.json`` stays readable by the sandbox's
+    user)."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:_NAME_CHARS]}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~_umask())
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
