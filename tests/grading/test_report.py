@@ -354,6 +354,25 @@ def test_prediction_signatures_flag_permuted_and_noisy_copies_not_honest_pairs(
     json.dumps(sig)  # plain data
 
 
+def test_prediction_signature_predicts_the_probe_in_one_call() -> None:
+    """Does the integrity signature predict its whole probe in one call of the model (not in
+    eager batches of 64, where the calls' overhead outweighed the arithmetic)?"""
+    from types import SimpleNamespace
+
+    sizes: list[int] = []
+
+    class Model:
+        def __init__(self) -> None:
+            self.inputs = [SimpleNamespace(shape=(None, 28, 28, 1))]
+
+        def __call__(self, images: Any, training: bool = False) -> Any:
+            sizes.append(len(images))
+            return np.tile(np.eye(10, dtype=np.float32)[:1], (len(images), 1)) + 0.01
+
+    signature = integrity.prediction_signature(Model())
+    assert signature is not None and sizes == [integrity.PROBE_SIZE]
+
+
 INJECT = "<script>alert(1)</script> [клик](http://evil.example/x) ![i](http://evil.example/t.png) =1+1"
 
 
