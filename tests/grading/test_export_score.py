@@ -588,3 +588,39 @@ def test_kernel_modules_import_only_kernel_modules() -> None:
     hidden = {Path(p).relative_to(root).as_posix() for p in ex.hidden_from_kernel()}
     assert {"checks", "thresholds.json", "grading/score.py", "build.py"} <= hidden, hidden
     assert not hidden & set(ex.KERNEL_MODULES)
+
+
+def test_checks_on_the_solution_model_predict_the_test_set_once_same_verdicts(
+        datasets_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On the committed Lab 5 solution model1 and the real MNIST: with the student's test set
+    scaled as the check scales it (another array, the same bytes), do the accuracy answer and the
+    predicted labels get the same verdicts and messages as keras' own predict computed afresh
+    gives, while the scoring predicts the test set once (not once more for the student's copy)?"""
+    import keras
+
+    from convlab.checks import data, performance
+
+    folder = Path(__file__).resolve().parents[2] / "solutions" / "lab5_cnn" / "artifacts"
+    manifest = json.loads((folder / "manifest.json").read_text())
+    file = next(e["file"] for e in manifest.values() if "model1" in e["variables"])
+    model = keras.saving.load_model(folder / file, compile=False, safe_mode=True)
+    x_test, y_test = data.pristine("mnist")
+    fresh = np.argmax(keras.Model.predict(model, x_test, batch_size=performance.PREDICT_BATCH, verbose=0),
+                      axis=1)
+    accuracy = float(np.mean(fresh == y_test))
+    calls: list[int] = []
+    original = keras.Model.predict
+
+    def counted(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+        calls.append(len(x))
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "predict", counted)
+    copy = x_test.copy()
+    checks.answer_accuracy(accuracy, model, "mnist", "accuracy_1", x_test=copy)
+    checks.predicted_labels(fresh, model, "mnist", x_test=copy)
+    with pytest.raises(checks.CheckFailed) as failed:
+        checks.answer_accuracy(accuracy - 0.01, model, "mnist", "accuracy_1", x_test=copy)
+    assert str(failed.value).startswith(
+        f"accuracy_1: ожидается: {accuracy:.4f} ± 0.002 или {accuracy:.4f} ± 0.002 (точность")
+    assert calls == [len(x_test)]

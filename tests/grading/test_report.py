@@ -215,6 +215,34 @@ def test_feedback_pictures_and_escaping(tmp_path: Path) -> None:
     assert (tmp_path / "feedback" / "pictured.html").read_text().count(DATA) == 2
 
 
+def test_feedback_pictures_drawn_by_the_worker_are_copied_not_redrawn(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Are the pictures the grading worker drew into ``out/work/<id>`` (draw_figures) copied into
+    the feedback by write_reports without drawing them again in the main process, the same
+    files as drawn there; and drawn afresh when the worker's ones show another result?"""
+    from convlab.grading import figures
+
+    pictured = result("pictured", 3.0, histories={"model1": HISTORY},
+                      figures={"confusion": {"kind": "confusion", "matrix": [[5, 1], [0, 4]]}})
+    feedback.draw_figures(pictured, tmp_path / "work" / "pictured")
+    expected = {stem: picture for stem, _, picture in feedback.feedback_figures(pictured)}
+
+    def no_drawing(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("drawn again in the main process")
+
+    monkeypatch.setattr(figures, "learning_curves", no_drawing)
+    monkeypatch.setattr(figures, "confusion_matrix", no_drawing)
+    feedback.write_reports([pictured], tmp_path)
+    written = {p.stem: p.read_bytes() for p in (tmp_path / "feedback" / "pictured").iterdir()}
+    assert written == expected and len(written) == 2
+    assert (tmp_path / "feedback" / "pictured.html").read_text().count(DATA) == 2
+    monkeypatch.undo()
+    other = result("pictured", 3.0, histories={"model2": HISTORY})  # not what the worker drew
+    assert feedback.drawn_figures(other, tmp_path / "work" / "pictured") is None
+    feedback.write_reports([other], tmp_path)
+    assert sorted(p.name for p in (tmp_path / "feedback" / "pictured").iterdir()) == ["curves_model2.png"]
+
+
 def test_collector_reads_models_histories_and_matrices() -> None:
     """Does grade_one's observer fingerprint a loaded Keras model, keep its re-attached fit
     history as bounded plain lists (odd metric names dropped), and keep a wanted square integer
@@ -352,6 +380,25 @@ def test_prediction_signatures_flag_permuted_and_noisy_copies_not_honest_pairs(
     assert sig == integrity.prediction_signature(reference)  # deterministic
     assert sig["probe"].endswith("-test+blends") and len(sig["labels"]) == integrity.PROBE_SIZE
     json.dumps(sig)  # plain data
+
+
+def test_prediction_signature_predicts_the_probe_in_one_call() -> None:
+    """Does the integrity signature predict its whole probe in one call of the model (not in
+    eager batches of 64, where the calls' overhead outweighed the arithmetic)?"""
+    from types import SimpleNamespace
+
+    sizes: list[int] = []
+
+    class Model:
+        def __init__(self) -> None:
+            self.inputs = [SimpleNamespace(shape=(None, 28, 28, 1))]
+
+        def __call__(self, images: Any, training: bool = False) -> Any:
+            sizes.append(len(images))
+            return np.tile(np.eye(10, dtype=np.float32)[:1], (len(images), 1)) + 0.01
+
+    signature = integrity.prediction_signature(Model())
+    assert signature is not None and sizes == [integrity.PROBE_SIZE]
 
 
 INJECT = "<script>alert(1)</script> [клик](http://evil.example/x) ![i](http://evil.example/t.png) =1+1"

@@ -345,3 +345,74 @@ def test_lab6_text_states_floor_and_threshold():
     text = "\n".join(c.source for c in nbformat.read(master, 4).cells if c.cell_type == "markdown")
     threshold, floor = checks.threshold("lab6_nin", "nin"), checks.floor("lab6_nin", "nin")
     assert f"0 баллов при точности {floor:.0%} и ниже, полный балл от {threshold:.0%}" in text
+
+
+# ------------------------------------------------------------------- prediction cache
+
+
+@pytest.fixture
+def predict_calls(monkeypatch):
+    """Counts keras' own ``Model.predict`` calls (the checks' only way to predict) and their
+    ``batch_size``."""
+    calls: list[dict] = []
+    original = keras.Model.predict
+
+    def counted(self, x, *args, **kwargs):
+        calls.append({"images": len(x), **kwargs})
+        return original(self, x, *args, **kwargs)
+
+    monkeypatch.setattr(keras.Model, "predict", counted)
+    return calls
+
+
+def test_student_copy_of_the_pristine_test_set_is_predicted_once(fake_datasets, make_mapping_model,
+                                                                 predict_calls):
+    """Is the student's test set, scaled exactly as the check scales it (equal bytes, another
+    array), answered from the pristine prediction instead of predicting the same pixels again,
+    with the same verdicts as before?"""
+    model = make_mapping_model((8, 8, 1), shift=0)
+    x_test = checks.performance.pristine("mnist")[0]
+    copy = x_test.copy()
+    assert checks.performance.own_test_images(copy, "mnist") is not None
+    labels = np.argmax(np.asarray(model(x_test, training=False)), axis=1)
+    checks.answer_accuracy(0.8, model, "mnist", "accuracy_1", x_test=copy)
+    assert len(predict_calls) == 1  # the pristine test set; the student's copy reuses it
+    checks.predicted_labels(labels, model, "mnist", x_test=copy)
+    assert len(predict_calls) == 1
+    with pytest.raises(CheckFailed, match=exactly("accuracy_1: ожидается: 0.8000 ± 0.002 "
+                                                  "или 0.8000 ± 0.002")):
+        checks.answer_accuracy(0.7, model, "mnist", "accuracy_1", x_test=x_test * 2)
+
+
+def test_pristine_test_set_and_its_copy_share_one_prediction(fake_datasets, make_mapping_model,
+                                                             predict_calls):
+    """Does one scoring predict the pristine test set and a byte-equal copy of it once, in
+    large batches, but a copy that differs in a single pixel (or only in the sign of a zero)
+    again?"""
+    model = make_mapping_model((8, 8, 1), shift=0)
+    x_test = checks.performance.pristine("mnist")[0]
+    first = checks.performance.predictions(model, "mnist")
+    again = checks.performance.predictions(model, "mnist", x_test.copy())
+    assert np.array_equal(first, again) and len(predict_calls) == 1
+    assert predict_calls[0]["batch_size"] == checks.performance.PREDICT_BATCH >= 1000
+    changed = x_test.copy()
+    changed[0, 0, 0, 0] += 0.5
+    checks.performance.predictions(model, "mnist", changed)
+    assert len(predict_calls) == 2
+    signed = x_test.copy()
+    signed[signed == 0] = -0.0
+    checks.performance.predictions(model, "mnist", signed)
+    assert len(predict_calls) == 3
+
+
+def test_different_images_of_the_same_scale_never_share_a_prediction(fake_datasets,
+                                                                      make_mapping_model):
+    """Are two arrays with the same largest pixel but different images predicted each on its
+    own (the cache keys the pixels themselves, not their scale)?"""
+    model = make_mapping_model((8, 8, 1), shift=0)
+    x_test = checks.performance.pristine("mnist")[0] * 255
+    reversed_order = x_test[::-1].copy()
+    assert float(np.max(x_test)) == float(np.max(reversed_order))
+    forward = checks.performance.predictions(model, "mnist", x_test)
+    backward = checks.performance.predictions(model, "mnist", reversed_order)
+    assert np.array_equal(backward, forward[::-1]) and not np.array_equal(backward, forward)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -13,9 +14,13 @@ from convlab.checks.base import fail, require, show
 from convlab.checks.data import pristine
 from convlab.checks.models import need_model
 
-#: model -> (weights digest, dataset) -> predicted classes; an entry goes with its model, so a
+#: model -> (weights digest, input key) -> predicted classes; an entry goes with its model, so a
 #: later model that happens to get the same ``id`` never sees another model's predictions
 _cache: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], np.ndarray]] = weakref.WeakKeyDictionary()
+
+#: images per ``predict`` step: large batches keep every core busy, and a step of the scored
+#: models on 1000 images stays well inside the scorer's memory
+PREDICT_BATCH = 1000
 
 
 def own_test_images(x: Any, dataset: str) -> np.ndarray | None:
@@ -35,25 +40,49 @@ def own_test_images(x: Any, dataset: str) -> np.ndarray | None:
     return x.reshape((len(raw), *pristine(dataset)[0].shape[1:])).astype(np.float32, copy=False)
 
 
-def predictions(model: Any, dataset: str, x_own: np.ndarray | None = None) -> np.ndarray:
-    """Predicted class numbers for the pristine test images, or for ``x_own`` (the test images
-    as the student scaled them, see :func:`own_test_images`); cached per model weights."""
+def input_key(x: np.ndarray, dataset: str) -> str:
+    """The identity of the images ``x`` in the prediction cache: ``dataset`` itself when they are
+    bit for bit the pristine test split (the student's test set scaled as the check scales it is
+    then predicted once, not twice), else ``dataset`` and the digest of their bytes (so two
+    different arrays never share a prediction)."""
+    x_test = pristine(dataset)[0]
+    if x is x_test:
+        return dataset
+    if x.dtype == x_test.dtype and x.shape == x_test.shape:
+        same = np.array_equal(np.ascontiguousarray(x).view(np.uint8), x_test.view(np.uint8))
+        if same:  # bytes, not values: -0.0 and 0.0 (or two NaNs) are not "the same pixels"
+            return dataset
+    return f"{dataset}:{artifacts.arrays_digest([x])}"
+
+
+def _predicted_classes(model: Any, key: str, images: Callable[[], np.ndarray]) -> np.ndarray:
+    """Predicted class numbers of ``model`` for the images whose identity is ``key``
+    (:func:`input_key`), computed once per model weights and images in a process; ``images()``
+    gives them, called only when they are not cached."""
     try:
         known = _cache.setdefault(model, {})
     except TypeError:  # an object that cannot be weakly referenced is not remembered
         known = {}
-    scale = "" if x_own is None else f":own:{float(np.max(x_own)):.6g}"
-    key = (artifacts.weights_digest(model), dataset + scale)
-    if key not in known:
-        x_test = pristine(dataset)[0] if x_own is None else x_own
+    full_key = (artifacts.weights_digest(model), key)
+    if full_key not in known:
+        x = images()
         # keras' own predict, even if the notebook replaced it on the model object, and never
         # a remembered result (artifacts.original)
-        scores = artifacts.original("predict")(model, x_test, batch_size=1000, verbose=0)
-        scores = np.asarray(scores)
-        if scores.ndim != 2 or scores.shape[0] != len(x_test):
+        scores = np.asarray(artifacts.original("predict")(model, x, batch_size=PREDICT_BATCH,
+                                                          verbose=0))
+        if scores.ndim != 2 or scores.shape[0] != len(x):
             raise fail("выход модели", "массив (N, число классов)", show(scores))
-        known[key] = np.argmax(scores, axis=1)
-    return known[key]
+        known[full_key] = np.argmax(scores, axis=1)
+    return known[full_key]
+
+
+def predictions(model: Any, dataset: str, x_own: np.ndarray | None = None) -> np.ndarray:
+    """Predicted class numbers for the pristine test images, or for ``x_own`` (the test images
+    as the student scaled them, see :func:`own_test_images`); cached per model weights and
+    images (:func:`input_key`: the student's images equal to the pristine ones reuse their
+    prediction)."""
+    x_test = pristine(dataset)[0] if x_own is None else x_own
+    return _predicted_classes(model, input_key(x_test, dataset), lambda: x_test)
 
 
 def test_accuracy(model: Any, dataset: str) -> float:
@@ -95,18 +124,10 @@ TRAIN_PROBE = 10000
 def train_accuracy(model: Any, dataset: str) -> float:
     """Accuracy on the first :data:`TRAIN_PROBE` images of a fresh load of the training split."""
     (x_train, y_train), _ = _data._raw(dataset)
-    key = (artifacts.weights_digest(model), dataset + ":train")
-    try:
-        known = _cache.setdefault(model, {})
-    except TypeError:
-        known = {}
-    if key not in known:
-        x = _data._prepare(x_train[:TRAIN_PROBE])
-        scores = np.asarray(artifacts.original("predict")(model, x, batch_size=1000, verbose=0))
-        if scores.ndim != 2 or scores.shape[0] != len(x):
-            raise fail("выход модели", "массив (N, число классов)", show(scores))
-        known[key] = np.argmax(scores, axis=1)
-    return float(np.mean(known[key] == np.asarray(y_train[:TRAIN_PROBE]).reshape(-1)))
+    # the same images in every call of a process (its one load), so their name is their identity
+    predicted = _predicted_classes(model, f"{dataset}:train",
+                                   lambda: _data._prepare(x_train[:TRAIN_PROBE]))
+    return float(np.mean(predicted == np.asarray(y_train[:TRAIN_PROBE]).reshape(-1)))
 
 
 def fitted_on_training_split(model: Any, dataset: str, name: str = "модель",

@@ -232,6 +232,57 @@ def feedback_figures(result: Result) -> list[tuple[str, str, bytes]]:
     return out
 
 
+#: in a submission's ``out/work/<id>`` folder: its feedback pictures, drawn by the worker that
+#: graded it (:func:`draw_figures`), and the manifest that says which result they show
+FIGURES_FOLDER = "figures"
+
+
+FIGURES_MANIFEST = "figures.json"
+
+
+def _figures_source(result: Result) -> str:
+    """Digest of what the pictures of ``result`` are drawn from (its fit histories and values)."""
+    import hashlib
+
+    drawn = {"histories": result.get("histories"), "figures": result.get("figures")}
+    return hashlib.sha256(json.dumps(drawn, sort_keys=True, default=repr).encode()).hexdigest()
+
+
+def draw_figures(result: Result, scratch: Path) -> None:
+    """Draw the pictures of one student's feedback (:func:`feedback_figures`) into ``scratch``
+    (the worker's ``out/work/<id>``), so that a batch draws them in its workers, one per
+    submission, and :func:`write_reports` in the main process only copies them. The manifest
+    names the result they show; it is written last, so a killed worker leaves none."""
+    pictures = feedback_figures(result)
+    folder = Path(scratch) / FIGURES_FOLDER
+    listed = []
+    for stem, caption, picture in pictures:
+        folder.mkdir(parents=True, exist_ok=True)
+        files.write_bytes(folder / f"{stem}.png", picture)
+        listed.append([stem, caption])
+    files.write_text(Path(scratch) / FIGURES_MANIFEST,
+                     json.dumps({"source": _figures_source(result), "pictures": listed}) + "\n")
+
+
+def drawn_figures(result: Result, scratch: Path) -> list[tuple[str, str, bytes]] | None:
+    """The pictures :func:`draw_figures` left in ``scratch`` for this very result (same
+    histories and values), as :func:`feedback_figures` gives them; None when there are none
+    or they show another result (a stale folder): the caller then draws them."""
+    try:
+        manifest = json.loads((Path(scratch) / FIGURES_MANIFEST).read_text(encoding="utf-8"))
+        if manifest.get("source") != _figures_source(result):
+            return None
+        out = []
+        for stem, caption in manifest["pictures"]:
+            if not (isinstance(stem, str) and isinstance(caption, str)
+                    and re.fullmatch(r"(curves|confusion)_[A-Za-z0-9_]{1,80}", stem)):
+                return None
+            out.append((stem, caption, (Path(scratch) / FIGURES_FOLDER / f"{stem}.png").read_bytes()))
+        return out
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None
+
+
 def feedback_markdown(result: Result, *, hide_hidden: bool = False,
                       images: Sequence[tuple[str, str]] = ()) -> str:
     """Feedback for one student as Markdown; ``images``: (caption, relative path of the PNG).
@@ -312,7 +363,8 @@ def _write_one(result: Result, out: Path, *, hide_hidden: bool,
     folder.mkdir(parents=True, exist_ok=True)
     results = gradescope_results(result, show_hidden=show_hidden_gradescope)
     files.write_text(folder / "results.json", json.dumps(results, indent=1, ensure_ascii=False) + "\n")
-    pictures = feedback_figures(result)
+    drawn = drawn_figures(result, out / "work" / sid)  # by the worker, for this very result
+    pictures = feedback_figures(result) if drawn is None else drawn
     folder = out / "feedback" / sid
     for stale in folder.glob("*.png"):
         stale.unlink()

@@ -34,7 +34,13 @@ from pathlib import Path
 from typing import Any
 
 from convlab.grading import batch, execute, files, integrity, manual, report, score, score_process
-from convlab.grading.feedback import FEEDBACK_FIGURES, FEEDBACK_NOTEBOOK, feedback_notebook, write_reports
+from convlab.grading.feedback import (
+    FEEDBACK_FIGURES,
+    FEEDBACK_NOTEBOOK,
+    draw_figures,
+    feedback_notebook,
+    write_reports,
+)
 from convlab.grading.integrity import answers_fingerprint
 from convlab.grading.results import Result
 
@@ -257,6 +263,9 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
     if collector.figures:
         result["figures"] = collector.figures
     clock.lap("integrity")
+    with contextlib.suppress(Exception):  # a picture not drawn here is drawn by write_reports
+        draw_figures(result, Path(scratch))
+    clock.lap("figures")
     result["phases"] = clock.phases()
     return result
 

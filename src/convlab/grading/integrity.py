@@ -72,6 +72,9 @@ SHINGLE = 5
 
 
 PROBE_SIZE = 256  #: fixed test images each model predicts for its prediction signature
+#: probe images per call of the model: the whole probe at once (one call keeps the cores busy;
+#: eager calls of 64 images spent most of their time outside the arithmetic)
+PROBE_BATCH = 1000
 
 
 PROBE_SEED = 20251201
@@ -192,8 +195,8 @@ def prediction_signature(model: Any) -> dict[str, Any] | None:
         return None
     name, images = probe
     try:
-        outputs = np.concatenate([np.asarray(model(images[i:i + 64], training=False))
-                                  for i in range(0, len(images), 64)])
+        outputs = np.concatenate([np.asarray(model(images[i:i + PROBE_BATCH], training=False))
+                                  for i in range(0, len(images), PROBE_BATCH)])
     except Exception:
         return None
     if outputs.ndim == 1 or (outputs.ndim == 2 and outputs.shape[1] == 1):
