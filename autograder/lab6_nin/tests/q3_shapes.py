@@ -9,7 +9,7 @@ points = 3
     success_message="Базовые проверки пройдены. При оценивании будут выполнены дополнительные скрытые проверки.")
 def test_output_shapes_format(output_shapes):
     from convlab import public as checks
-    assert isinstance(output_shapes, list) and output_shapes, 'output_shapes: ожидалось непустой список кортежей'
+    checks.require(isinstance(output_shapes, list) and bool(output_shapes), 'output_shapes', 'непустой список кортежей', checks.show(output_shapes))
     for shape in output_shapes:
         checks.is_shape(shape, 'output_shapes')
 
