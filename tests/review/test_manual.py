@@ -339,7 +339,8 @@ def test_make_batch_is_reproducible(tmp_path: Path) -> None:
 
 
 def test_review_command_serves_the_page_with_its_token(graded: dict[str, Any]) -> None:
-    """``convlab review <out>``: one command, prints the URL with the token; without it, 403."""
+    """``convlab review <out>``: one command, prints the URL with the token; without it, 403;
+    SIGINT stops it even when it was started with SIGINT ignored."""
     import os
     import signal
     import subprocess
@@ -347,8 +348,10 @@ def test_review_command_serves_the_page_with_its_token(graded: dict[str, Any]) -
     import urllib.error
     import urllib.request
 
+    # started with SIGINT ignored, as a shell's background job is: Ctrl-C must stop it all the same
     process = subprocess.Popen([sys.executable, "-m", "convlab", "review", str(graded["out"]), "--port", "0"],
-                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                               stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"},
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
     try:
         line = process.stdout.readline()
         assert line.startswith("review page: http://127.0.0.1:"), line

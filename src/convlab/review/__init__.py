@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import secrets
+import signal
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,10 @@ def serve(out: Path, *, host: str = "127.0.0.1", port: int = 8765, names: bool =
     app = create_app(out, names=names, grader=grader)
     server = make_server(host, port, app, threaded=True)  # port 0: a free one
     print(f"review page: http://{host}:{server.server_port}/?token={app.config['TOKEN']}", flush=True)
+    # Ctrl-C and SIGTERM stop the page even where the shell started it with SIGINT ignored (a
+    # background job inherits SIG_IGN, and Python then installs no KeyboardInterrupt handler)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     try:
         server.serve_forever()
     except KeyboardInterrupt:
