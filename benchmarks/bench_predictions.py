@@ -29,26 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 LAB = "lab5_cnn"
 
-_SCORER = r"""
-import hashlib, json, sys, time
-from pathlib import Path
-from convlab.grading import grade, integrity, score
-tests_source, export = Path(sys.argv[1]), Path(sys.argv[2])
-for line in sys.stdin:  # one scoring per line, in this same (warm after the first) process
-    start = time.monotonic()
-    tests = score.load_tests(tests_source)
-    grade._preload()
-    loaded = score.load_snapshots(export)
-    try:
-        result = score.score(tests, loaded, observe=integrity.Collector({}))
-    finally:
-        loaded.close()
-    import keras
-    keras.backend.clear_session()
-    messages = json.dumps([result["scores"], result["messages"]], sort_keys=True, ensure_ascii=False)
-    print(json.dumps({"seconds": time.monotonic() - start, "total": result["total"],
-                      "messages_sha": hashlib.sha256(messages.encode()).hexdigest()[:16]}), flush=True)
-"""
+_SCORER = str(Path(__file__).with_name("_warm_scorer.py"))  #: the warm scoring process, run by path
 
 
 class Scorer:
@@ -59,7 +40,7 @@ class Scorer:
         env = dict(env)
         if src is not None:
             env["PYTHONPATH"] = os.pathsep.join([str(src), *filter(None, [env.get("PYTHONPATH")])])
-        self.process = subprocess.Popen([sys.executable, "-c", _SCORER, str(tests_source), str(export)],
+        self.process = subprocess.Popen([sys.executable, _SCORER, str(tests_source), str(export)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
 
     def __call__(self) -> dict[str, Any]:

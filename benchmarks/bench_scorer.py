@@ -33,26 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 LAB = "lab5_cnn"
 
-_IN_PROCESS = r"""
-import json, resource, sys, time
-from pathlib import Path
-from convlab.grading import grade, integrity, score
-tests_source, export = Path(sys.argv[1]), Path(sys.argv[2])
-for line in sys.stdin:  # one scoring per line, in this same (warm after the first) process
-    start = time.monotonic()
-    tests = score.load_tests(tests_source)
-    grade._preload()
-    loaded = score.load_snapshots(export)
-    try:
-        result = score.score(tests, loaded, observe=integrity.Collector({}))
-    finally:
-        loaded.close()
-    import keras
-    keras.backend.clear_session()
-    print(json.dumps({"seconds": time.monotonic() - start, "total": result["total"],
-                      "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)}),
-          flush=True)
-"""
+_IN_PROCESS = str(Path(__file__).with_name("_warm_scorer.py"))  #: the warm scoring process, run by path
 
 
 def main() -> None:
@@ -78,7 +59,7 @@ def main() -> None:
         execution = execute.execute(submission, LAB, score.needed_names(tests), settings)
         phase1 = time.monotonic() - start
         assert execution.status == "ok", execution.message
-        worker = subprocess.Popen([sys.executable, "-c", _IN_PROCESS, str(tests_source),
+        worker = subprocess.Popen([sys.executable, _IN_PROCESS, str(tests_source),
                                    str(execution.export)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                   env=execute.kernel_env(settings))
