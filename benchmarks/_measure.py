@@ -111,3 +111,25 @@ def machine() -> str:
     """Processor, cores and memory of this machine, in words."""
     return (f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
             f"{round(psutil.virtual_memory().total / 2**30)} GiB")
+
+
+def solution_phase1(root: Path, lab: str, dest: Path) -> tuple[Any, float, Any]:
+    """The lab's reference solution zip (from its scenario corpus) run through the notebook phase
+    of ``convlab grade``: (the execution with its export, seconds it took, the settings used).
+    The scoring benchmarks start from its export."""
+    from convlab import corpus
+    from convlab.grading import execute, grade, score
+
+    fixtures = root / "tests" / "fixtures" / lab
+    tests_source = root / "autograder" / lab
+    scenario = next(s for s in corpus.load(fixtures / "scenarios.yml") if s.name == "solution")
+    submission = corpus.make_submission(scenario, root=root, lab=lab, fixtures=fixtures,
+                                        dest=dest / "submission")
+    tests = score.load_tests(tests_source)
+    settings = grade.with_otter_seed(execute.Settings(wall_seconds=1200, memory_bytes=8 << 30,
+                                                      cell_timeout=600), tests_source)
+    start = time.monotonic()
+    execution = execute.execute(submission, lab, score.needed_names(tests), settings)
+    seconds = time.monotonic() - start
+    assert execution.status == "ok", execution.message
+    return execution, seconds, settings

@@ -22,9 +22,10 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
+
+from _measure import solution_phase1  # benchmarks/_measure.py
 
 ROOT = Path(__file__).resolve().parents[1]
 LAB = "lab5_cnn"
@@ -67,27 +68,16 @@ def main() -> None:
                         default=ROOT / "benchmarks" / "results" / "predictions_compare.json")
     args = parser.parse_args()
 
-    from convlab import corpus
-    from convlab.grading import execute, grade, score
+    from convlab.grading import execute
 
-    fixtures = ROOT / "tests" / "fixtures" / LAB
     tests_source = ROOT / "autograder" / LAB
-    scenario = next(s for s in corpus.load(fixtures / "scenarios.yml") if s.name == "solution")
     with tempfile.TemporaryDirectory(prefix="bench-predictions-") as tmp:
         src = Path(tmp) / "ref"
         src.mkdir()
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.compare_to, "src"],
                                  check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
-        submission = corpus.make_submission(scenario, root=ROOT, lab=LAB, fixtures=fixtures,
-                                            dest=Path(tmp) / "submission")
-        tests = score.load_tests(tests_source)
-        settings = grade.with_otter_seed(execute.Settings(wall_seconds=1200, memory_bytes=8 << 30,
-                                                          cell_timeout=600), tests_source)
-        start = time.monotonic()
-        execution = execute.execute(submission, LAB, score.needed_names(tests), settings)
-        phase1 = time.monotonic() - start
-        assert execution.status == "ok", execution.message
+        execution, phase1, settings = solution_phase1(ROOT, LAB, Path(tmp))
         env = execute.kernel_env(settings)
         scorers = {"ref": Scorer(tests_source, execution.export, env, src / "src"),
                    "here": Scorer(tests_source, execution.export, env, None)}

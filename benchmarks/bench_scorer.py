@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from _measure import solution_phase1  # benchmarks/_measure.py
+
 ROOT = Path(__file__).resolve().parents[1]
 LAB = "lab5_cnn"
 
@@ -43,22 +45,11 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "results" / "scorer.json")
     args = parser.parse_args()
 
-    from convlab import corpus
-    from convlab.grading import execute, grade, score, score_process
+    from convlab.grading import execute, score, score_process
 
-    fixtures = ROOT / "tests" / "fixtures" / LAB
     tests_source = ROOT / "autograder" / LAB
-    scenario = next(s for s in corpus.load(fixtures / "scenarios.yml") if s.name == "solution")
     with tempfile.TemporaryDirectory(prefix="bench-scorer-") as tmp:
-        submission = corpus.make_submission(scenario, root=ROOT, lab=LAB, fixtures=fixtures,
-                                            dest=Path(tmp) / "submission")
-        tests = score.load_tests(tests_source)
-        settings = grade.with_otter_seed(execute.Settings(wall_seconds=1200, memory_bytes=8 << 30,
-                                                          cell_timeout=600), tests_source)
-        start = time.monotonic()
-        execution = execute.execute(submission, LAB, score.needed_names(tests), settings)
-        phase1 = time.monotonic() - start
-        assert execution.status == "ok", execution.message
+        execution, phase1, settings = solution_phase1(ROOT, LAB, Path(tmp))
         worker = subprocess.Popen([sys.executable, _IN_PROCESS, str(tests_source),
                                    str(execution.export)],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
