@@ -13,6 +13,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from corpus_tiny import HONEST, SETUP, make_autograder, notebook
@@ -75,6 +76,34 @@ def test_warm_process_serves_one_submission_only(tmp_path: Path, autograder: Pat
     finally:
         execute.remove_workdir(a)
         execute.remove_workdir(b)
+
+
+def test_submission_handed_over_before_the_process_started_waits_for_it(
+        tmp_path: Path, autograder: Path, base: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Is an export handed to a warm process that the sandbox has not started yet (its folder not
+    yet given to the sandbox user: a loaded machine, a notebook that failed at once) scored by
+    it, and not left unreadable to it (a crash, 0 points)?"""
+    real_hand_over, real_copy = sandbox._hand_over, score_process._copy_export
+
+    def slow_hand_over(*args: Any, **kwargs: Any) -> None:  # the sandbox starts late...
+        time.sleep(1)
+        real_hand_over(*args, **kwargs)
+
+    def slow_copy(*args: Any, **kwargs: Any) -> str:  # ...while the grader copies the export
+        time.sleep(2)
+        return real_copy(*args, **kwargs)
+
+    monkeypatch.setattr(sandbox, "_hand_over", slow_hand_over)
+    monkeypatch.setattr(score_process, "_copy_export", slow_copy)
+    a = _export(tmp_path, autograder, base, "a", *HONEST)
+    try:
+        warm = score_process.start(autograder, settings=score_process.Settings(), execution=SETTINGS,
+                                   base=base)
+        scored = warm.score(score.load_tests(autograder), a.export, status="ok", reason="", figures={})
+        assert scored is not None and scored.process["route"] == "warm", scored
+        assert scored.result["total"] == 4.0, scored.result
+    finally:
+        execute.remove_workdir(a)
 
 
 @pytest.mark.parametrize("harm", ["died", "export-made", "job-made"])

@@ -95,6 +95,7 @@ import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -171,6 +172,9 @@ class Deadline:
 
     def __init__(self) -> None:
         self.at: float | None = None  #: ``time.monotonic()`` value; None: the Limits' wall_seconds
+        #: set once the command is started (its working directory handed over to the sandbox
+        #: user): until then, the caller must not put files there (the hand-over would take them)
+        self.launched = threading.Event()
 
     def from_now(self, seconds: float) -> None:
         self.at = time.monotonic() + max(0.0, seconds)
@@ -739,6 +743,8 @@ def _launch(command: list[str], *, workdir: Path, limits: Limits, env: dict[str,
     finally:
         os.close(status_w)
         os.close(lifeline_r)
+    if deadline is not None:
+        deadline.launched.set()
     start = time.monotonic()
     root_proc = None
     if psutil is not None:

@@ -366,6 +366,12 @@ class Warm:
             raise RuntimeError("a warm scoring process serves one submission only")
         self.used = True
         try:
+            # the sandbox hands the folder over to its user when it starts the process: anything
+            # put there before would change hands with it (and a process not yet started has
+            # loaded nothing), so wait for the start
+            while not self._deadline.launched.wait(WAIT_POLL):
+                if not self._thread.is_alive():
+                    return None
             if not self._thread.is_alive() or not self._untouched():
                 return None
             owner = self.workdir.lstat().st_uid
