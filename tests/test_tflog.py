@@ -87,6 +87,23 @@ def test_filtered_stderr_drops_native_lines_of_children() -> None:
     assert _stderr_of(code) == "keep 1\nkeep 2\nown line\nafter\n"
 
 
+def test_filtered_stderr_ends_while_a_child_still_holds_the_pipe() -> None:
+    """Does leaving filtered_stderr take well under its 5 s limit when a process started inside
+    it outlives it (as multiprocessing's resource tracker does), with every line written before
+    delivered and the native ones dropped?"""
+    written = "keep 1\n" + NATIVE + "keep 2\n"
+    child = f"import sys, time; sys.stderr.write({written!r}); sys.stderr.flush(); time.sleep(30)"
+    code = ("import subprocess, sys, time\nfrom convlab import tflog\nwith tflog.filtered_stderr():\n"
+            f"    lingering = subprocess.Popen([sys.executable, '-c', {child!r}])\n"
+            "    time.sleep(1.5)\n    started = time.monotonic()\n"
+            "print('after', file=sys.stderr)\nprint(round(time.monotonic() - started, 2))\n"
+            "lingering.kill()\n")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == "keep 1\nkeep 2\nafter\n"
+    assert float(result.stdout) < 4.0  # the limit is 5 s
+
+
 def test_cli_sets_the_log_level_for_what_it_starts(bare_shell: None, monkeypatch: pytest.MonkeyPatch) -> None:
     """Does ``convlab`` set TF_CPP_MIN_LOG_LEVEL=2 before running a command (the grader's
     workers and kernels inherit it)?"""

@@ -54,6 +54,34 @@ def filtered_stderr() -> Iterator[None]:
         yield
     finally:
         sys.stderr.flush()
-        os.dup2(saved, 2)  # closes the pipe's last write end held here: the pump sees its end
+        os.dup2(saved, 2)  # closes this process's write end of the pipe
         os.close(saved)
-        thread.join(timeout=5)
+        # a process started meanwhile may still hold a write end (multiprocessing's resource
+        # tracker lives until this process exits), so the pump may never see the pipe's end: wait
+        # until it has read what is written so far, not for the end
+        _drained(read_end, thread)
+
+
+def _drained(read_end: int, thread: threading.Thread, quiet: float = 0.05, limit: float = 5.0) -> None:
+    """Return once the pump ``thread`` ended, or the pipe ``read_end`` stayed empty for ``quiet``
+    seconds (or after ``limit`` seconds)."""
+    import fcntl
+    import struct
+    import termios
+    import time
+
+    deadline = time.monotonic() + limit
+    empty_since = None
+    while thread.is_alive() and time.monotonic() < deadline:
+        try:
+            waiting = struct.unpack("i", fcntl.ioctl(read_end, termios.FIONREAD, b"\0\0\0\0"))[0]
+        except OSError:  # the pump closed it: it saw the end
+            waiting = 0
+        now = time.monotonic()
+        if waiting:
+            empty_since = None
+        elif empty_since is None:
+            empty_since = now
+        elif now - empty_since >= quiet:
+            return
+        thread.join(timeout=0.01)
