@@ -106,6 +106,42 @@ def test_submission_handed_over_before_the_process_started_waits_for_it(
         execute.remove_workdir(a)
 
 
+def test_trained_models_copied_from_the_zip_only_by_name_and_size(tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """Does the grader hand a warm process only the zip's ``artifacts/*.keras`` regular files
+    within the size limits (not a link, a nested or foreign path, an oversized file, more than
+    the count limit), and nothing for a bare notebook?"""
+    import stat
+    import zipfile
+
+    monkeypatch.setattr(score_process, "MAX_MODEL_FILE", 100)
+    monkeypatch.setattr(score_process, "MAX_AHEAD_MODELS", 3)
+    sub = tmp_path / "sub.zip"
+    with zipfile.ZipFile(sub, "w") as zf:
+        zf.writestr("lab.ipynb", "{}")
+        zf.writestr("artifacts/a1.keras", b"a" * 10)
+        zf.writestr("artifacts/a2.keras", b"b" * 100)
+        zf.writestr("artifacts/big.keras", b"c" * 101)
+        zf.writestr("artifacts/nested/a3.keras", b"d")
+        zf.writestr("other/a4.keras", b"e")
+        zf.writestr("artifacts/a5.txt", b"f")
+        link = zipfile.ZipInfo("artifacts/link.keras")
+        link.external_attr = (stat.S_IFLNK | 0o777) << 16
+        zf.writestr(link, "/etc/passwd")
+        for n in range(6, 10):
+            zf.writestr(f"artifacts/a{n}.keras", b"g")
+    assert score_process.trained_models(sub, tmp_path / "ahead") == 3
+    assert sorted(p.name for p in (tmp_path / "ahead").iterdir()) == ["a1.keras", "a2.keras", "a6.keras"]
+    assert (tmp_path / "ahead" / "a2.keras").read_bytes() == b"b" * 100
+    bare = tmp_path / "bare.ipynb"
+    bare.write_text("{}")
+    assert score_process.trained_models(bare, tmp_path / "none") == 0
+    assert list((tmp_path / "none").iterdir()) == []
+    broken = tmp_path / "broken.zip"
+    broken.write_bytes(b"PK\x03\x04 not a zip")
+    assert score_process.trained_models(broken, tmp_path / "broken") == 0
+
+
 @pytest.mark.parametrize("harm", ["died", "export-made", "job-made"])
 def test_dead_or_touched_warm_process_is_replaced(tmp_path: Path, autograder: Path, base: Path,
                                                    harm: str, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -95,6 +95,7 @@ def _clear_caches() -> None:
         if hasattr(function, "cache_clear"):
             function.cache_clear()
     performance._cache.clear()
+    performance._ahead.clear()
 
 
 @pytest.fixture

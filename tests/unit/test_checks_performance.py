@@ -416,3 +416,82 @@ def test_different_images_of_the_same_scale_never_share_a_prediction(fake_datase
     forward = checks.performance.predictions(model, "mnist", x_test)
     backward = checks.performance.predictions(model, "mnist", reversed_order)
     assert np.array_equal(backward, forward[::-1]) and not np.array_equal(backward, forward)
+
+
+# ------------------------------------------------------------ predictions made ahead of scoring
+def _functional(activation: str = "relu", names: tuple[str, str] = ("hidden", "out"), skip: bool = False,
+                dtype: str = "float32") -> keras.Model:
+    inputs = keras.Input((8, 8, 1))
+    flat = keras.layers.Flatten()(inputs)
+    hidden = keras.layers.Dense(6, activation=activation, name=names[0], dtype=dtype)(flat)
+    joined = keras.layers.Concatenate()([hidden, flat if skip else hidden])
+    out = keras.layers.Dense(3, activation="softmax", name=names[1], dtype=dtype)(joined)
+    return keras.Model(inputs, out)
+
+
+def _sequential(activation: str = "relu") -> keras.Sequential:
+    return keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Conv2D(2, 3, activation=activation),
+                             keras.layers.Flatten(), keras.layers.Dense(3, activation="softmax")])
+
+
+def test_function_signature_ignores_layer_names_only():
+    """Is the same network built again (other layer and model names, as a second session gives)
+    signed alike, sequential and functional, and is any change of what it computes (an
+    activation, the wiring, the dtype) signed differently, also when a layer is named after
+    the activation it replaces?"""
+    sign = checks.performance.function_signature
+    assert sign(_sequential()) == sign(_sequential())  # conv2d, conv2d_1, ...: new names
+    assert sign(_functional()) == sign(_functional(names=("a", "b")))
+    assert sign(_sequential()) != sign(_sequential("sigmoid"))
+    variants = [_functional("sigmoid"), _functional(skip=True), _functional(dtype="float16"),
+                _functional(names=("relu", "out")), _functional("sigmoid", names=("sigmoid", "out"))]
+    signatures = {sign(model) for model in variants}
+    assert len(signatures) == len(variants) - 1  # the two "relu" ones compute the same
+    assert sign(_functional()) == sign(variants[3]) and sign(_functional()) not in {
+        sign(variants[0]), sign(variants[1]), sign(variants[2]), sign(variants[4])}
+
+
+def test_predictions_made_ahead_serve_the_same_network_only(fake_datasets, make_mapping_model, monkeypatch):
+    """Does a model predicted ahead (a trained-model file) give its predictions to another
+    object with the same network and weights (its export) without predicting again, and not
+    to one with the same weights and another activation, which is predicted and scored on its own?"""
+    from convlab import artifacts
+    from convlab.checks import performance
+
+    ahead = make_mapping_model((8, 8, 1), shift=0)
+    performance.predict_ahead(ahead, "mnist")
+    calls = []
+    real_predict = artifacts.original("predict")
+    monkeypatch.setattr(artifacts, "original", lambda name: (
+        lambda model, *a, **k: calls.append(model) or real_predict(model, *a, **k)))
+    same = make_mapping_model((8, 8, 1), shift=0)
+    assert checks.test_accuracy(same, "mnist") == 0.8 and checks.train_accuracy(same, "mnist") >= 0
+    assert calls == []
+    inputs = keras.Input((8, 8, 1))
+    classes = same.layers[-1].units
+    other = keras.Model(inputs, keras.layers.Dense(classes, activation="sigmoid")(keras.layers.Flatten()(inputs)))
+    other.set_weights(same.get_weights())
+    checks.test_accuracy(other, "mnist")
+    assert calls == [other]
+
+
+def test_scoring_process_predicts_ahead_with_accepted_files_until_its_job(fake_datasets, make_mapping_model,
+                                                                          tmp_path):
+    """Does a warm scoring process predict with each accepted trained-model file whose input
+    fits a dataset of the lab (test split and training probe), pass over a file that is not a
+    model, and predict nothing once its job has come?"""
+    from convlab.checks import performance
+    from convlab.grading import score_process
+
+    folder = tmp_path / "ahead"
+    folder.mkdir()
+    make_mapping_model((8, 8, 1), shift=0).save(folder / "a.keras")
+    make_mapping_model((5, 5, 1), shift=0).save(folder / "b.keras")  # fits no dataset
+    (folder / "c.keras").write_bytes(b"PK\x03\x04 hostile")
+    job = tmp_path / "job.json"
+    assert score_process.predict_ahead(folder, {"datasets": ["mnist", "cifar10"]}, job) == 1
+    assert sorted(key for _, _, key in performance._ahead) == ["mnist", "mnist:train"]
+    performance._ahead.clear()
+    job.write_text("{}")
+    assert score_process.predict_ahead(folder, {"datasets": ["mnist"]}, job) == 0
+    assert performance._ahead == {}

@@ -195,7 +195,7 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
     if isolated and config.scoring.warm_enabled():
         with contextlib.suppress(OSError, score_process.sandbox.SandboxError):
             warm = score_process.start(Path(config.tests), settings=config.scoring, execution=settings,
-                                       base=config.sandbox_base)
+                                       base=config.sandbox_base, submission=submission.path)
     if not isolated:
         if "tensorflow" not in sys.modules:  # a fresh grading process: scoring gets the kernel's share
             os.environ.update(execute.thread_env(config.settings.threads))

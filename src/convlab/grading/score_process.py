@@ -26,9 +26,14 @@ files. It imports TensorFlow, Keras and the checks and loads the pristine test s
 images that the lab's tests use (:func:`warm_up`), then waits for ``job.json``. The grader
 copies the export into a folder it creates itself, writes ``job.json`` last (the go signal) and
 gives the process its scoring time limit from that moment (:class:`convlab.grading.sandbox.Deadline`).
-So that work overlaps the notebook's run instead of following it. Each warm process is started
-for one submission and serves only it: it has seen no student file before the job, and it exits
-after it. A warm process that is gone, or whose folder is not as the grader left it, is not
+While it waits, it predicts with the submission's own trained-model files (``artifacts/*.keras``
+of the zip, copied in by the grader before the start: :func:`trained_models`, :func:`predict_ahead`)
+on the pristine test split and training probe; a submitted model that computes the same network
+with the same weights (:func:`convlab.checks.performance.function_signature`) is then scored
+from those predictions instead of predicting again. So that work overlaps the notebook's run
+instead of following it. Each warm process is started for one submission and serves only it:
+the only student files it sees before the job are that submission's trained models, loaded
+through the same allow-list as its export's, and it exits after the job. A warm process that is gone, or whose folder is not as the grader left it, is not
 used: the submission is scored by a fresh (cold) process instead.
 """
 
@@ -59,6 +64,12 @@ RESULT = "result.json"
 TESTS = "tests"
 EXPORT = "export"
 WARM = "warm.json"  #: what a pre-started process loads before its job (datasets)
+#: the submission's own trained-model files, given to a pre-started process before its job
+#: (:func:`trained_models`): it predicts with them while the notebook runs
+AHEAD = "ahead"
+MAX_AHEAD_MODELS = 16  #: trained-model files of one submission predicted ahead, at most
+MAX_AHEAD_BYTES = 1 << 30  #: their bytes, at most
+_AHEAD_MEMBER = re.compile(r"artifacts/[\w.-]{1,120}\.keras")
 WAIT_POLL = 0.05  #: seconds between two looks for ``job.json`` in a pre-started process
 #: the environment switch that turns the pre-started route off (``0``): the benchmark's "before"
 ENV_WARM = "CONVLAB_WARM_SCORER"
@@ -328,6 +339,42 @@ def lab_datasets(tests_folder: Path) -> list[str]:
     return [name for name in datasets.LOADERS if f"'{name}'" in text or f'"{name}"' in text]
 
 
+def trained_models(submission: Path | None, dest: Path) -> int:
+    """Copy the trained-model files of a zip submission (``artifacts/*.keras``, what the lab's
+    trained-model cache writes and ``grader.export()`` packs) into ``dest`` (made here); return
+    how many. The zip is hostile: only regular members with that name pattern, sizes taken
+    from their headers and then as read (:data:`MAX_MODEL_FILE` each, :data:`MAX_AHEAD_MODELS`
+    files and :data:`MAX_AHEAD_BYTES` in all); a file over its limit or unreadable is left out
+    (predicting ahead is an optimisation: a model left out is predicted when it is scored)."""
+    dest.mkdir(mode=0o700)
+    if submission is None or Path(submission).suffix.lower() != ".zip":
+        return 0
+    copied, budget = 0, MAX_AHEAD_BYTES
+    try:
+        with zipfile.ZipFile(submission) as zf:
+            for info in zf.infolist()[:execute.MAX_MEMBERS]:
+                mode = info.external_attr >> 16
+                if info.is_dir() or (stat.S_IFMT(mode) and not stat.S_ISREG(mode)) \
+                        or not _AHEAD_MEMBER.fullmatch(info.filename) \
+                        or not 0 < info.file_size <= min(MAX_MODEL_FILE, budget):
+                    continue
+                name = info.filename.split("/", 1)[1]
+                with contextlib.suppress(OSError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError):
+                    with zf.open(info) as source:
+                        data = source.read(info.file_size + 1)
+                    if len(data) != info.file_size:
+                        continue
+                    with open(dest / name, "xb") as sink:
+                        sink.write(data)
+                    copied += 1
+                    budget -= len(data)
+                if copied >= MAX_AHEAD_MODELS:
+                    break
+    except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError):
+        pass
+    return copied
+
+
 class Warm:
     """A scoring process started ahead of its submission's export (see the module docstring).
 
@@ -407,14 +454,17 @@ class Warm:
 
 
 def start(tests_source: Path, *, settings: Settings, execution: execute.Settings,
-          base: Path | None = None) -> Warm:
+          base: Path | None = None, submission: Path | None = None) -> Warm:
     """Start a scoring process that loads what scoring needs and waits for its job (:class:`Warm`).
-    Its working directory holds only the trusted tests and ``warm.json``. Until the job comes, it
-    may wait as long as a notebook may run; from the job on, ``settings.wall_seconds``."""
+    Its working directory holds the trusted tests, ``warm.json`` and the trained-model files of
+    ``submission`` (:func:`trained_models`), which it predicts with while it waits. Until the
+    job comes, it may wait as long as a notebook may run; from the job on,
+    ``settings.wall_seconds``."""
     workdir = sandbox.claim_workdir(base or sandbox.default_base())
     try:
         _copy_tests(tests_source, workdir / TESTS)
         (workdir / WARM).write_text(json.dumps({"datasets": lab_datasets(workdir / TESTS)}), encoding="utf-8")
+        trained_models(submission, workdir / AHEAD)
     except BaseException:
         sandbox.release_workdir(workdir)
         raise
@@ -455,6 +505,34 @@ def warm_up(spec: Mapping[str, Any]) -> None:
                 integrity.probe_images(shapes[name])
 
 
+def predict_ahead(folder: Path, spec: Mapping[str, Any], stop: Path) -> int:
+    """Predict with each trained-model file in ``folder`` (the submission's own, hostile: the
+    same allow-list as its export's models) on the pristine test split and training probe of
+    the dataset its input fits (:func:`convlab.checks.performance.predict_ahead`), until the
+    job file ``stop`` appears; return how many models were predicted. A file that is refused
+    or fails is passed over."""
+    import keras
+
+    from convlab.checks import data, performance
+
+    done = 0
+    names = [name for name in spec.get("datasets") or [] if isinstance(name, str)]
+    for path in sorted(folder.glob("*.keras")) if folder.is_dir() else []:
+        if stop.exists():
+            break
+        try:
+            model_policy.check_keras_archive(path)
+            model = keras.saving.load_model(path, compile=False, safe_mode=True)
+            shape = tuple(model.inputs[0].shape[1:])
+            for name in names:
+                if shape == tuple(data.pristine(name)[0].shape[1:]) and not stop.exists():
+                    performance.predict_ahead(model, name)
+                    done += 1
+        except Exception:  # noqa: BLE001 - a hostile file; its model is predicted when scored
+            continue
+    return done
+
+
 def main(argv: list[str] | None = None) -> int:
     """The scoring process: read ``job.json``, score, write ``result.json`` (in the current
     directory, the sandbox's working directory). With ``--wait`` (a pre-started process), first
@@ -468,9 +546,15 @@ def main(argv: list[str] | None = None) -> int:
     tests = score.load_tests(Path(TESTS))
     phases["imports"] = round(time.monotonic() - started, 3)
     if "--wait" in argv:
+        spec: Any = {}
         with contextlib.suppress(OSError, ValueError):
-            warm_up(json.loads(Path(WARM).read_text(encoding="utf-8")))
+            spec = json.loads(Path(WARM).read_text(encoding="utf-8"))
+            warm_up(spec)
         phases["warm_up"] = round(time.monotonic() - started - phases["imports"], 3)
+        ahead = time.monotonic()
+        phases["ahead_models"] = predict_ahead(Path(AHEAD), spec if isinstance(spec, dict) else {},
+                                               Path(JOB))
+        phases["ahead"] = round(time.monotonic() - ahead, 3)
         ready = time.monotonic()
         while not Path(JOB).exists():
             time.sleep(WAIT_POLL)
