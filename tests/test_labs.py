@@ -48,6 +48,41 @@ def test_grader_default_figures_match_lab_files() -> None:
     assert grade.FEEDBACK_FIGURES == declared
 
 
+#: the checks that predict with a model, and where the model is among their arguments: what
+#: each needs ("test": the test split; "train": also the training probe, checked by every
+#: accuracy step: ``fitted_on_training_split``)
+_PREDICTING = {"accuracy_step": (0, ("test", "train")), "fitted_on_training_split": (0, ("test", "train")),
+               "train_accuracy": (0, ("train",)), "test_accuracy": (0, ("test",)),
+               "accuracy_at_least": (0, ("test",)), "nin_accuracy_step": (0, ("test",)),
+               "answer_accuracy": (1, ("test",)), "predicted_labels": (1, ("test",)),
+               "confusion_matrix_of": (1, ("test",)), "more_accurate": ((0, 1), ("test",))}
+
+
+def _predictions_of_tests(lab: str) -> dict[str, set[str]]:
+    """variable -> kinds of prediction the lab's hidden tests make with its model, read from
+    the calls of :data:`_PREDICTING` in the built autograder's test files."""
+    import re
+
+    found: dict[str, set[str]] = {}
+    for path in (ROOT / "autograder" / lab / "tests").glob("*.py"):
+        for call, args in re.findall(r"checks\.(\w+)\(([^)]*)\)", path.read_text(encoding="utf-8")):
+            if call in _PREDICTING:
+                where, kinds = _PREDICTING[call]
+                names = [a.strip() for a in args.split(",")]
+                for position in (where if isinstance(where, tuple) else (where,)):
+                    found.setdefault(names[position], set()).update(kinds)
+    return found
+
+
+@pytest.mark.parametrize("lab", ["lab5_cnn", "lab6_nin"])
+def test_predictions_made_ahead_are_those_the_tests_make(lab: str) -> None:
+    """Does a lab's ``predict_ahead`` name exactly the models and kinds of prediction its hidden
+    tests make (so the scorer predicts ahead nothing it will not use, and misses nothing)?"""
+    declared = labs.load(ROOT, lab).predict_ahead
+    assert declared is not None
+    assert {name: set(kinds) for name, kinds in declared.items()} == _predictions_of_tests(lab)
+
+
 def test_a_third_lab_is_one_folder(tmp_path: Path) -> None:
     """Is a lab declared only by assignments/<lab>/ (a master + lab.yml) discovered by the build,
     loaded, and calibrated from its own plan (thresholds from runs, its fixed threshold kept)?"""
@@ -74,6 +109,8 @@ def test_a_third_lab_is_one_folder(tmp_path: Path) -> None:
     ("calibration: {fixed: {m: {threshold: 0.5, reason: r}}}", "without a plan"),
     ("feedback_figures: {cm: pie}", "feedback_figures kinds"),
     ("e2e_subset: solution", "e2e_subset must be a list"),
+    ("predict_ahead: {m: [test, val]}", "predict_ahead maps variables"),
+    ("predict_ahead: {m: []}", "predict_ahead maps variables"),
     ("thresholds: {}", "unknown keys"),
     ("calibration: [", "not valid YAML"),
 ])

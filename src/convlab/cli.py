@@ -105,16 +105,18 @@ def cmd_grade(args: argparse.Namespace) -> int:
         except manual.ManualError as error:
             print(f"rubric: {error}", file=sys.stderr)
             return 2
-    figures = None  # without the lab's folder: grade.FEEDBACK_FIGURES
+    figures = ahead = None  # without the lab's folder: grade.FEEDBACK_FIGURES, every prediction
     if master.is_file():
         try:
-            figures = labs.load(root, args.lab).feedback_figures
+            lab = labs.load(root, args.lab)
         except labs.LabError as error:
             print(f"error: {error}", file=sys.stderr)
             return 2
+        figures, ahead = lab.feedback_figures, lab.predict_ahead
     config = grade.Config(lab=args.lab, tests=tests.resolve(), settings=settings,
                           template=template.resolve() if template.is_file() else None,
-                          manual=setup if master.is_file() else None, figures=figures)
+                          manual=setup if master.is_file() else None, figures=figures,
+                          predict_ahead=ahead)
     problem = sandbox.confinement_problem()
     if problem and not args.allow_root:
         print(f"error: {problem}", file=sys.stderr)

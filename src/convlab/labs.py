@@ -18,6 +18,8 @@ import yaml
 CONFIG = "lab.yml"
 DATASETS = ("mnist", "cifar10")
 FIGURE_KINDS = ("confusion",)
+#: the test split; the training probe (``checks.performance.TRAIN_PROBE`` images)
+PREDICTION_KINDS = ("test", "train")
 
 
 class LabError(ValueError):
@@ -56,6 +58,10 @@ class Lab:
     fixed: dict[str, Fixed]  #: model -> fixed threshold
     feedback_figures: dict[str, str]  #: notebook variable -> picture kind (:data:`FIGURE_KINDS`)
     e2e_subset: frozenset[str]  #: scenarios graded by the default two-phase e2e run
+    #: notebook variable -> the predictions the hidden tests make with its trained model
+    #: (:data:`PREDICTION_KINDS`), made ahead of scoring from the submission's trained-model
+    #: files (:func:`convlab.grading.score_process.predict_ahead`); None: every kind, every model
+    predict_ahead: dict[str, tuple[str, ...]] | None = None
 
     @property
     def master(self) -> Path:
@@ -117,7 +123,7 @@ def load(root: Path, name: str) -> Lab:
     except yaml.YAMLError as error:
         raise LabError(f"{path}: not valid YAML ({error})") from error
     where = str(path)
-    unknown = set(data) - {"calibration", "feedback_figures", "e2e_subset"}
+    unknown = set(data) - {"calibration", "feedback_figures", "e2e_subset", "predict_ahead"}
     if unknown:
         raise LabError(f"{where}: unknown keys {sorted(unknown)}")
     calibration = _mapping(data.get("calibration"), f"{where}: calibration")
@@ -134,8 +140,16 @@ def load(root: Path, name: str) -> Lab:
     subset = data.get("e2e_subset") or []
     if not isinstance(subset, list) or not all(isinstance(s, str) for s in subset):
         raise LabError(f"{where}: e2e_subset must be a list of scenario names")
+    ahead = None
+    if "predict_ahead" in data:
+        declared = _mapping(data["predict_ahead"], f"{where}: predict_ahead")
+        if not all(isinstance(v, list) and v and set(v) <= set(PREDICTION_KINDS) for v in declared.values()):
+            raise LabError(f"{where}: predict_ahead maps variables to lists of {PREDICTION_KINDS}, "
+                           f"found {declared}")
+        ahead = {str(k): tuple(v) for k, v in declared.items()}
     return Lab(name=name, folder=folder, plans=plans, fixed=fixed,
-               feedback_figures={str(k): str(v) for k, v in figures.items()}, e2e_subset=frozenset(subset))
+               feedback_figures={str(k): str(v) for k, v in figures.items()}, e2e_subset=frozenset(subset),
+               predict_ahead=ahead)
 
 
 def load_all(root: Path) -> dict[str, Lab]:

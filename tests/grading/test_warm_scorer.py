@@ -119,6 +119,7 @@ def test_trained_models_copied_from_the_zip_only_by_name_and_size(tmp_path: Path
     sub = tmp_path / "sub.zip"
     with zipfile.ZipFile(sub, "w") as zf:
         zf.writestr("lab.ipynb", "{}")
+        zf.writestr("artifacts/manifest.json", "{}")
         zf.writestr("artifacts/a1.keras", b"a" * 10)
         zf.writestr("artifacts/a2.keras", b"b" * 100)
         zf.writestr("artifacts/big.keras", b"c" * 101)
@@ -131,7 +132,8 @@ def test_trained_models_copied_from_the_zip_only_by_name_and_size(tmp_path: Path
         for n in range(6, 10):
             zf.writestr(f"artifacts/a{n}.keras", b"g")
     assert score_process.trained_models(sub, tmp_path / "ahead") == 3
-    assert sorted(p.name for p in (tmp_path / "ahead").iterdir()) == ["a1.keras", "a2.keras", "a6.keras"]
+    assert sorted(p.name for p in (tmp_path / "ahead").iterdir()) == ["a1.keras", "a2.keras", "a6.keras",
+                                                                      "manifest.json"]
     assert (tmp_path / "ahead" / "a2.keras").read_bytes() == b"b" * 100
     bare = tmp_path / "bare.ipynb"
     bare.write_text("{}")
@@ -140,6 +142,34 @@ def test_trained_models_copied_from_the_zip_only_by_name_and_size(tmp_path: Path
     broken = tmp_path / "broken.zip"
     broken.write_bytes(b"PK\x03\x04 not a zip")
     assert score_process.trained_models(broken, tmp_path / "broken") == 0
+
+
+def test_work_ahead_follows_the_lab_plan_and_the_manifest(tmp_path: Path) -> None:
+    """Does a warm process predict ahead, with a lab's plan, only the files the cache's manifest
+    says held a planned variable, in the plan's order and with the planned kinds; with no plan,
+    every file with both kinds; and with a plan but no readable manifest (or a hostile one),
+    nothing?"""
+    import json
+
+    folder = tmp_path / "ahead"
+    folder.mkdir()
+    for name in ("a.keras", "b.keras", "c.keras", "d.keras"):
+        (folder / name).write_bytes(b"x")
+    plan = {"nin": ["test"], "model1": ["test", "train"]}
+    assert score_process._ahead_work(folder, plan) == []  # no manifest
+    assert score_process._ahead_work(folder, None) == [(folder / n, ("test", "train"))
+                                                       for n in ("a.keras", "b.keras", "c.keras", "d.keras")]
+    (folder / "manifest.json").write_text(json.dumps({
+        "k1": {"file": "a.keras", "variables": ["model1", "other"]},
+        "k2": {"file": "b.keras", "variables": ["ablation"]},
+        "k3": {"file": "c.keras", "variables": ["nin"]},
+        "k4": {"file": "../../etc/passwd", "variables": ["nin"]},
+        "k5": {"file": "d.keras", "variables": "nin"},
+        "k6": ["not", "an", "entry"]}))
+    assert score_process._ahead_work(folder, plan) == [(folder / "c.keras", ("test",)),
+                                                       (folder / "a.keras", ("test", "train"))]
+    (folder / "manifest.json").write_text("[not json")
+    assert score_process._ahead_work(folder, plan) == []
 
 
 @pytest.mark.parametrize("harm", ["died", "export-made", "job-made"])

@@ -469,7 +469,8 @@ def test_predictions_made_ahead_serve_the_same_network_only(fake_datasets, make_
     assert calls == []
     inputs = keras.Input((8, 8, 1))
     classes = same.layers[-1].units
-    other = keras.Model(inputs, keras.layers.Dense(classes, activation="sigmoid")(keras.layers.Flatten()(inputs)))
+    flat = keras.layers.Flatten()(inputs)
+    other = keras.Model(inputs, keras.layers.Dense(classes, activation="sigmoid")(flat))
     other.set_weights(same.get_weights())
     checks.test_accuracy(other, "mnist")
     assert calls == [other]

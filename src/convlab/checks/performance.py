@@ -144,16 +144,17 @@ def function_signature(model: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def predict_ahead(model: Any, dataset: str) -> None:
-    """Predict the classes of the pristine test split and of the training probe
-    (:data:`TRAIN_PROBE`) with ``model`` (one of the submission's trained-model files, before its
-    export is scored) and keep them: a scored model with the same :func:`function_signature`
-    and weights digest gets them without predicting again."""
+def predict_ahead(model: Any, dataset: str, kinds: tuple[str, ...] = ("test", "train")) -> None:
+    """Predict the classes of the pristine test split (kind ``test``) and/or of the training
+    probe (``train``, :data:`TRAIN_PROBE` images) with ``model`` (one of the submission's
+    trained-model files, before its export is scored) and keep them: a scored model with the
+    same :func:`function_signature` and weights digest gets them without predicting again."""
     signature, weights = function_signature(model), artifacts.weights_digest(model)
     (x_train, _), _ = _data._raw(dataset)
     for key, images in ((dataset, lambda: pristine(dataset)[0]),
                         (f"{dataset}:train", lambda: _data._prepare(x_train[:TRAIN_PROBE]))):
-        if (signature, weights, key) not in _ahead:
+        kind = "train" if key.endswith(":train") else "test"
+        if kind in kinds and (signature, weights, key) not in _ahead:
             _ahead[(signature, weights, key)] = _predicted_classes(model, key, images)
 
 

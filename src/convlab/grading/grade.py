@@ -28,7 +28,7 @@ import os
 import stat
 import sys
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -68,6 +68,9 @@ class Config:
     manual: manual.Setup | None = None
     #: phase 2 in a fresh sandboxed process per submission (limits; ``isolated=False``: in this process)
     scoring: score_process.Settings = field(default_factory=score_process.Settings)
+    #: variable -> the predictions the tests make with its model, made ahead of scoring
+    #: (:attr:`convlab.labs.Lab.predict_ahead`; None: every kind for every trained model)
+    predict_ahead: Mapping[str, Sequence[str]] | None = None
 
 
 def _read_executed(execution: execute.Execution) -> bytes | None:
@@ -195,7 +198,8 @@ def grade_one(config: Config, submission: batch.Submission, scratch: Path) -> di
     if isolated and config.scoring.warm_enabled():
         with contextlib.suppress(OSError, score_process.sandbox.SandboxError):
             warm = score_process.start(Path(config.tests), settings=config.scoring, execution=settings,
-                                       base=config.sandbox_base, submission=submission.path)
+                                       base=config.sandbox_base, submission=submission.path,
+                                       ahead=config.predict_ahead)
     if not isolated:
         if "tensorflow" not in sys.modules:  # a fresh grading process: scoring gets the kernel's share
             os.environ.update(execute.thread_env(config.settings.threads))

@@ -28,13 +28,14 @@ copies the export into a folder it creates itself, writes ``job.json`` last (the
 gives the process its scoring time limit from that moment (:class:`convlab.grading.sandbox.Deadline`).
 While it waits, it predicts with the submission's own trained-model files (``artifacts/*.keras``
 of the zip, copied in by the grader before the start: :func:`trained_models`, :func:`predict_ahead`)
-on the pristine test split and training probe; a submitted model that computes the same network
-with the same weights (:func:`convlab.checks.performance.function_signature`) is then scored
-from those predictions instead of predicting again. So that work overlaps the notebook's run
-instead of following it. Each warm process is started for one submission and serves only it:
-the only student files it sees before the job are that submission's trained models, loaded
-through the same allow-list as its export's, and it exits after the job. A warm process that is gone, or whose folder is not as the grader left it, is not
-used: the submission is scored by a fresh (cold) process instead.
+on the pristine test split and training probe (those the lab's tests use: ``predict_ahead`` in
+its ``lab.yml``); a submitted model that computes the same network with the same weights
+(:func:`convlab.checks.performance.function_signature`) is then scored from those predictions
+instead of predicting again. So that work overlaps the notebook's run instead of following it.
+Each warm process is started for one submission and serves only it: the only student files it
+sees before the job are that submission's trained models, loaded through the same allow-list as
+its export's, and it exits after the job. A warm process that is gone, or whose folder is not as
+the grader left it, is not used: the submission is scored by a fresh (cold) process instead.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ import tempfile
 import threading
 import time
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -69,7 +70,8 @@ WARM = "warm.json"  #: what a pre-started process loads before its job (datasets
 AHEAD = "ahead"
 MAX_AHEAD_MODELS = 16  #: trained-model files of one submission predicted ahead, at most
 MAX_AHEAD_BYTES = 1 << 30  #: their bytes, at most
-_AHEAD_MEMBER = re.compile(r"artifacts/[\w.-]{1,120}\.keras")
+_AHEAD_MEMBER = re.compile(r"artifacts/(?:[\w.-]{1,120}\.keras|manifest\.json)")
+MAX_MANIFEST = 1 << 20  #: bytes of the trained-model cache's manifest (which variable held which model)
 WAIT_POLL = 0.05  #: seconds between two looks for ``job.json`` in a pre-started process
 #: the environment switch that turns the pre-started route off (``0``): the benchmark's "before"
 ENV_WARM = "CONVLAB_WARM_SCORER"
@@ -340,12 +342,13 @@ def lab_datasets(tests_folder: Path) -> list[str]:
 
 
 def trained_models(submission: Path | None, dest: Path) -> int:
-    """Copy the trained-model files of a zip submission (``artifacts/*.keras``, what the lab's
-    trained-model cache writes and ``grader.export()`` packs) into ``dest`` (made here); return
-    how many. The zip is hostile: only regular members with that name pattern, sizes taken
-    from their headers and then as read (:data:`MAX_MODEL_FILE` each, :data:`MAX_AHEAD_MODELS`
-    files and :data:`MAX_AHEAD_BYTES` in all); a file over its limit or unreadable is left out
-    (predicting ahead is an optimisation: a model left out is predicted when it is scored)."""
+    """Copy the trained-model files of a zip submission (``artifacts/*.keras`` and the cache's
+    ``manifest.json``, what the lab's trained-model cache writes and ``grader.export()`` packs)
+    into ``dest`` (made here); return how many models. The zip is hostile: only regular members
+    with those names, sizes taken from their headers and then as read (:data:`MAX_MODEL_FILE`
+    each, :data:`MAX_AHEAD_MODELS` files and :data:`MAX_AHEAD_BYTES` in all, the manifest
+    :data:`MAX_MANIFEST`); a file over its limit or unreadable is left out (predicting ahead is
+    an optimisation: a model left out is predicted when it is scored)."""
     dest.mkdir(mode=0o700)
     if submission is None or Path(submission).suffix.lower() != ".zip":
         return 0
@@ -354,11 +357,13 @@ def trained_models(submission: Path | None, dest: Path) -> int:
         with zipfile.ZipFile(submission) as zf:
             for info in zf.infolist()[:execute.MAX_MEMBERS]:
                 mode = info.external_attr >> 16
+                name = info.filename.split("/", 1)[-1]
+                limit = MAX_MANIFEST if name == "manifest.json" else MAX_MODEL_FILE
                 if info.is_dir() or (stat.S_IFMT(mode) and not stat.S_ISREG(mode)) \
                         or not _AHEAD_MEMBER.fullmatch(info.filename) \
-                        or not 0 < info.file_size <= min(MAX_MODEL_FILE, budget):
+                        or not 0 < info.file_size <= min(limit, budget) \
+                        or (name != "manifest.json" and copied >= MAX_AHEAD_MODELS):
                     continue
-                name = info.filename.split("/", 1)[1]
                 with contextlib.suppress(OSError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError):
                     with zf.open(info) as source:
                         data = source.read(info.file_size + 1)
@@ -366,10 +371,8 @@ def trained_models(submission: Path | None, dest: Path) -> int:
                         continue
                     with open(dest / name, "xb") as sink:
                         sink.write(data)
-                    copied += 1
+                    copied += name != "manifest.json"
                     budget -= len(data)
-                if copied >= MAX_AHEAD_MODELS:
-                    break
     except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError):
         pass
     return copied
@@ -454,16 +457,20 @@ class Warm:
 
 
 def start(tests_source: Path, *, settings: Settings, execution: execute.Settings,
-          base: Path | None = None, submission: Path | None = None) -> Warm:
+          base: Path | None = None, submission: Path | None = None,
+          ahead: Mapping[str, Sequence[str]] | None = None) -> Warm:
     """Start a scoring process that loads what scoring needs and waits for its job (:class:`Warm`).
     Its working directory holds the trusted tests, ``warm.json`` and the trained-model files of
-    ``submission`` (:func:`trained_models`), which it predicts with while it waits. Until the
+    ``submission`` (:func:`trained_models`), which it predicts with while it waits (``ahead``:
+    variable -> kinds of prediction, :attr:`convlab.labs.Lab.predict_ahead`). Until the
     job comes, it may wait as long as a notebook may run; from the job on,
     ``settings.wall_seconds``."""
     workdir = sandbox.claim_workdir(base or sandbox.default_base())
     try:
         _copy_tests(tests_source, workdir / TESTS)
-        (workdir / WARM).write_text(json.dumps({"datasets": lab_datasets(workdir / TESTS)}), encoding="utf-8")
+        plan = None if ahead is None else {str(k): [str(x) for x in v] for k, v in ahead.items()}
+        (workdir / WARM).write_text(json.dumps({"datasets": lab_datasets(workdir / TESTS), "ahead": plan}),
+                                    encoding="utf-8")
         trained_models(submission, workdir / AHEAD)
     except BaseException:
         sandbox.release_workdir(workdir)
@@ -505,19 +512,47 @@ def warm_up(spec: Mapping[str, Any]) -> None:
                 integrity.probe_images(shapes[name])
 
 
+def _ahead_work(folder: Path, plan: Any) -> list[tuple[Path, tuple[str, ...]]]:
+    """The model files of ``folder`` to predict with, in order, with the kinds of prediction
+    for each: with a ``plan`` (variable -> kinds), the files the cache's manifest says held
+    those variables, in the plan's order; without one, every file, both kinds. The manifest is
+    the student's (hostile): a wrong one only makes the work ahead useless."""
+    paths = sorted(folder.glob("*.keras")) if folder.is_dir() else []
+    if not isinstance(plan, dict):
+        return [(path, ("test", "train")) for path in paths]
+    try:
+        with open(folder / "manifest.json", "rb") as handle:
+            manifest = json.loads(handle.read(MAX_MANIFEST + 1).decode("utf-8"))
+    except (OSError, ValueError, UnicodeDecodeError):
+        return []
+    order = list(plan)
+    work = []
+    for entry in manifest.values() if isinstance(manifest, dict) else []:
+        if not isinstance(entry, dict) or not isinstance(entry.get("variables"), list):
+            continue
+        path = folder / str(entry.get("file"))
+        variables = [v for v in entry["variables"] if isinstance(v, str) and v in plan]
+        if path not in paths or not variables:
+            continue
+        kinds = tuple(k for k in ("test", "train") if any(k in plan[v] for v in variables))
+        work.append((min(order.index(v) for v in variables), path, kinds))
+    return [(path, kinds) for _, path, kinds in sorted(work)]
+
+
 def predict_ahead(folder: Path, spec: Mapping[str, Any], stop: Path) -> int:
-    """Predict with each trained-model file in ``folder`` (the submission's own, hostile: the
-    same allow-list as its export's models) on the pristine test split and training probe of
-    the dataset its input fits (:func:`convlab.checks.performance.predict_ahead`), until the
-    job file ``stop`` appears; return how many models were predicted. A file that is refused
-    or fails is passed over."""
+    """Predict with the trained-model files in ``folder`` (the submission's own, hostile: the
+    same allow-list as its export's models) on the pristine test split and/or training probe of
+    the dataset its input fits (:func:`convlab.checks.performance.predict_ahead`; which files
+    and kinds: ``spec["ahead"]``, see :func:`_ahead_work`), until the job file ``stop``
+    appears; return how many models were predicted. A file that is refused or fails is passed
+    over."""
     import keras
 
     from convlab.checks import data, performance
 
     done = 0
     names = [name for name in spec.get("datasets") or [] if isinstance(name, str)]
-    for path in sorted(folder.glob("*.keras")) if folder.is_dir() else []:
+    for path, kinds in _ahead_work(folder, spec.get("ahead")):
         if stop.exists():
             break
         try:
@@ -526,9 +561,9 @@ def predict_ahead(folder: Path, spec: Mapping[str, Any], stop: Path) -> int:
             shape = tuple(model.inputs[0].shape[1:])
             for name in names:
                 if shape == tuple(data.pristine(name)[0].shape[1:]) and not stop.exists():
-                    performance.predict_ahead(model, name)
+                    performance.predict_ahead(model, name, kinds)
                     done += 1
-        except Exception:  # noqa: BLE001 - a hostile file; its model is predicted when scored
+        except Exception:  # a hostile file: its model is predicted when it is scored
             continue
     return done
 
