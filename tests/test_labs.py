@@ -48,14 +48,17 @@ def test_grader_default_figures_match_lab_files() -> None:
     assert grade.FEEDBACK_FIGURES == declared
 
 
-#: the checks that predict with a model, and where the model is among their arguments: what
-#: each needs ("test": the test split; "train": also the training probe, checked by every
+#: the checks that predict with a model, directly or through another check, and where the model
+#: is among their arguments: what each needs ("test": the test split; "train": also the training probe, checked by every
 #: accuracy step: ``fitted_on_training_split``)
 _PREDICTING = {"accuracy_step": (0, ("test", "train")), "fitted_on_training_split": (0, ("test", "train")),
                "train_accuracy": (0, ("train",)), "test_accuracy": (0, ("test",)),
                "accuracy_at_least": (0, ("test",)), "nin_accuracy_step": (0, ("test",)),
                "answer_accuracy": (1, ("test",)), "predicted_labels": (1, ("test",)),
-               "confusion_matrix_of": (1, ("test",)), "more_accurate": ((0, 1), ("test",))}
+               "confusion_matrix_of": (1, ("test",)), "more_accurate": ((0, 1), ("test",)),
+               "nin_trained_as_prescribed": (0, ("test",)),
+               # with a batch size (its 5th argument), the training is nin_trained_as_prescribed
+               "schedule_attached": (0, ("test",))}
 
 
 def _predictions_of_tests(lab: str) -> dict[str, set[str]]:
@@ -69,6 +72,8 @@ def _predictions_of_tests(lab: str) -> dict[str, set[str]]:
             if call in _PREDICTING:
                 where, kinds = _PREDICTING[call]
                 names = [a.strip() for a in args.split(",")]
+                if call == "schedule_attached" and len(names) < 5:
+                    continue
                 for position in (where if isinstance(where, tuple) else (where,)):
                     found.setdefault(names[position], set()).update(kinds)
     return found
