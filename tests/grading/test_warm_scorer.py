@@ -134,6 +134,9 @@ def test_trained_models_copied_from_the_zip_only_by_name_and_size(tmp_path: Path
     assert score_process.trained_models(sub, tmp_path / "ahead") == 3
     assert sorted(p.name for p in (tmp_path / "ahead").iterdir()) == ["a1.keras", "a2.keras", "a6.keras",
                                                                       "manifest.json"]
+    with zipfile.ZipFile(sub) as zf:  # the member's time: the newest training is predicted first
+        stamp = time.mktime((*zf.getinfo("artifacts/a1.keras").date_time, 0, 0, -1))
+    assert (tmp_path / "ahead" / "a1.keras").stat().st_mtime == stamp
     assert (tmp_path / "ahead" / "a2.keras").read_bytes() == b"b" * 100
     bare = tmp_path / "bare.ipynb"
     bare.write_text("{}")
@@ -167,6 +170,15 @@ def test_work_ahead_follows_the_lab_plan_and_the_manifest(tmp_path: Path) -> Non
         "k5": {"file": "d.keras", "variables": "nin"},
         "k6": ["not", "an", "entry"]}))
     assert score_process._ahead_work(folder, plan) == [(folder / "c.keras", ("test",)),
+                                                       (folder / "a.keras", ("test", "train"))]
+    # several trainings of model1: the newest first, then nin's, then the older model1
+    (folder / "manifest.json").write_text(json.dumps({
+        "k1": {"file": "a.keras", "variables": ["model1"]}, "k2": {"file": "b.keras", "variables": ["model1"]},
+        "k3": {"file": "c.keras", "variables": ["nin"]}}))
+    os.utime(folder / "a.keras", (1000, 1000))
+    os.utime(folder / "b.keras", (2000, 2000))
+    assert score_process._ahead_work(folder, plan) == [(folder / "c.keras", ("test",)),
+                                                       (folder / "b.keras", ("test", "train")),
                                                        (folder / "a.keras", ("test", "train"))]
     (folder / "manifest.json").write_text("[not json")
     assert score_process._ahead_work(folder, plan) == []

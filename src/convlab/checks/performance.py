@@ -25,6 +25,8 @@ _cache: weakref.WeakKeyDictionary[Any, dict[tuple[str, str], np.ndarray]] = weak
 #: scoring from a submission's own trained-model files (:func:`predict_ahead`): a scored model
 #: that computes the same function with the same weights reuses them (:func:`function_signature`)
 _ahead: dict[tuple[str, str, str], np.ndarray] = {}
+#: predictions made (``predict`` calls) and taken from :data:`_ahead`, in this process
+counts = {"predicted": 0, "from_ahead": 0}
 
 #: images per ``predict`` step: large batches keep every core busy, and a step of the scored
 #: models on 1000 images stays well inside the scorer's memory
@@ -77,12 +79,14 @@ def _predicted_classes(model: Any, key: str, images: Callable[[], np.ndarray]) -
             ahead = _ahead.get((function_signature(model), *full_key))
             if ahead is not None:
                 known[full_key] = ahead
+                counts["from_ahead"] += 1
     if full_key not in known:
         x = images()
         # keras' own predict, even if the notebook replaced it on the model object, and never
         # a remembered result (artifacts.original)
         scores = np.asarray(artifacts.original("predict")(model, x, batch_size=PREDICT_BATCH,
                                                           verbose=0))
+        counts["predicted"] += 1
         if scores.ndim != 2 or scores.shape[0] != len(x):
             raise fail("выход модели", "массив (N, число классов)", show(scores))
         known[full_key] = np.argmax(scores, axis=1)

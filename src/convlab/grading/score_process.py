@@ -371,6 +371,9 @@ def trained_models(submission: Path | None, dest: Path) -> int:
                         continue
                     with open(dest / name, "xb") as sink:
                         sink.write(data)
+                    with contextlib.suppress(OSError, ValueError, OverflowError):  # newest first
+                        when = time.mktime((*info.date_time, 0, 0, -1))
+                        os.utime(dest / name, (when, when))
                     copied += name != "manifest.json"
                     budget -= len(data)
     except (OSError, zipfile.BadZipFile, EOFError, RuntimeError, ValueError):
@@ -515,8 +518,10 @@ def warm_up(spec: Mapping[str, Any]) -> None:
 def _ahead_work(folder: Path, plan: Any) -> list[tuple[Path, tuple[str, ...]]]:
     """The model files of ``folder`` to predict with, in order, with the kinds of prediction
     for each: with a ``plan`` (variable -> kinds), the files the cache's manifest says held
-    those variables, in the plan's order; without one, every file, both kinds. The manifest is
-    the student's (hostile): a wrong one only makes the work ahead useless."""
+    those variables: the newest file of each variable (the plan's order), then the next newest
+    of each, and so on (a student's cache may hold several trainings of one model; the notebook
+    most likely uses the last); without a plan, every file, both kinds. The manifest and the
+    files' times are the student's (hostile): wrong ones only make the work ahead useless."""
     paths = sorted(folder.glob("*.keras")) if folder.is_dir() else []
     if not isinstance(plan, dict):
         return [(path, ("test", "train")) for path in paths]
@@ -525,18 +530,24 @@ def _ahead_work(folder: Path, plan: Any) -> list[tuple[Path, tuple[str, ...]]]:
             manifest = json.loads(handle.read(MAX_MANIFEST + 1).decode("utf-8"))
     except (OSError, ValueError, UnicodeDecodeError):
         return []
-    order = list(plan)
-    work = []
-    for entry in manifest.values() if isinstance(manifest, dict) else []:
+    candidates: dict[str, list[tuple[float, int, Path]]] = {name: [] for name in plan}
+    for position, entry in enumerate(manifest.values() if isinstance(manifest, dict) else []):
         if not isinstance(entry, dict) or not isinstance(entry.get("variables"), list):
             continue
         path = folder / str(entry.get("file"))
-        variables = [v for v in entry["variables"] if isinstance(v, str) and v in plan]
-        if path not in paths or not variables:
+        if path not in paths:
             continue
-        kinds = tuple(k for k in ("test", "train") if any(k in plan[v] for v in variables))
-        work.append((min(order.index(v) for v in variables), path, kinds))
-    return [(path, kinds) for _, path, kinds in sorted(work)]
+        for name in entry["variables"]:
+            if isinstance(name, str) and name in candidates:
+                with contextlib.suppress(OSError):
+                    candidates[name].append((-path.stat().st_mtime, -position, path))
+    ranked = {name: [path for *_, path in sorted(found)] for name, found in candidates.items()}
+    work: dict[Path, set[str]] = {}
+    for rank in range(max((len(found) for found in ranked.values()), default=0)):
+        for name, found in ranked.items():
+            if rank < len(found):
+                work.setdefault(found[rank], set()).update(plan[name])
+    return [(path, tuple(k for k in ("test", "train") if k in kinds)) for path, kinds in work.items()]
 
 
 def predict_ahead(folder: Path, spec: Mapping[str, Any], stop: Path) -> int:
@@ -595,6 +606,9 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(WAIT_POLL)
         phases["waited"] = round(time.monotonic() - ready, 3)
     go = time.monotonic()
+    from convlab.checks import performance
+
+    before = dict(performance.counts)
     job = json.loads(Path(JOB).read_text(encoding="utf-8"))
     export = score.load_snapshots(Path(EXPORT)) if job.get("export") else None
     if export is not None and job.get("arrays_refused"):
@@ -607,6 +621,9 @@ def main(argv: list[str] | None = None) -> int:
         if export is not None:
             export.close()
     phases["scoring"] = round(time.monotonic() - go, 3)
+    # predictions the scoring made, and those it took from the work ahead
+    phases["predicted"] = performance.counts["predicted"] - before["predicted"]
+    phases["from_ahead"] = performance.counts["from_ahead"] - before["from_ahead"]
     out = {"cases": score.outcomes(tests, result), "phases": phases,
            "collector": {"models": collector.models, "histories": collector.histories,
                          "figures": collector.figures}}
