@@ -101,9 +101,11 @@ def main(argv: list[str]) -> int:
     BoundedClient.cell_budget, BoundedClient.total_budget = int(argv[3]), int(argv[4])
     BoundedClient.note, BoundedClient.grace = argv[5], float(argv[6])
     nb = nbformat.read(source, as_version=4)
+    # the kernel is killed once the last cell (the export) has replied: a graceful shutdown
+    # would wait for TensorFlow's teardown, and nothing the kernel does after its last cell counts
     client = BoundedClient(nb, timeout=timeout, interrupt_on_timeout=True, allow_errors=True,
                            kernel_name="python3", record_timing=False, startup_timeout=120,
-                           resources={"metadata": {"path": "."}})
+                           shutdown_kernel="immediate", resources={"metadata": {"path": "."}})
     try:
         client.execute()
     except KernelKilled:
