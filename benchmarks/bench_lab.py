@@ -9,7 +9,9 @@
 rounds (``otter run``, ``convlab grade`` of REF's code, ``convlab grade`` of this checkout), so
 that a busy machine slows all three alike, and writes the before/after table with the ratios to
 ``benchmarks/results/<lab>_compare.json`` (REF's ``src/`` is taken with ``git archive`` and put
-first on ``PYTHONPATH``; the sandbox then runs REF's code too).
+first on ``PYTHONPATH``; the sandbox then runs REF's code too; REF's ``assignments/`` gives its
+``lab.yml`` files, this checkout's built trees the rest). The solution zip graded is what a
+student who ran the solution exports: the notebook and the reference trained models.
 
 Measures wall time and peak memory (sum of RSS over the whole process tree, sampled every
 0.1 s) of:
@@ -68,13 +70,15 @@ def grade(submission: Path, work: Path) -> dict[str, float]:
     return result
 
 
-def grade_two_phase(submission: Path, work: Path, src: Path | None = None) -> dict[str, Any]:
+def grade_two_phase(submission: Path, work: Path, src: Path | None = None,
+                    root: Path = ROOT) -> dict[str, Any]:
     """``convlab grade`` of a folder holding only ``submission`` (one worker); ``src``: run that
-    ``src/`` folder's convlab instead of this checkout's (``--compare-to``)."""
+    ``src/`` folder's convlab instead of this checkout's, on the project folder ``root``
+    (``--compare-to``)."""
     folder = work / "submissions"
     folder.mkdir(parents=True, exist_ok=True)
     shutil.copy(submission, folder / submission.name)
-    command = [sys.executable, "-m", "convlab", "--root", str(ROOT), "grade", LAB, str(folder),
+    command = [sys.executable, "-m", "convlab", "--root", str(root), "grade", LAB, str(folder),
                "-o", str(work / "out"), "--workers", "1"]
     env = dict(os.environ)
     if src is not None:
@@ -98,12 +102,15 @@ def compare(ref: str, submission: Path, work: Path, rounds: int) -> dict[str, An
     the medians)."""
     src = work / "ref"
     src.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src"], check=True,
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref, "src", "assignments"], check=True,
                              capture_output=True).stdout
     subprocess.run(["tar", "-x", "-C", str(src)], input=archive, check=True)
+    # REF's code reads REF's lab files (assignments/), and this checkout's built trees
+    for tree in ("autograder", "student", "solutions"):
+        (src / tree).symlink_to(ROOT / tree)
     routes: dict[str, Callable[[Path], dict[str, Any]]] = {
         "otter_run": lambda w: grade(submission, w),
-        f"convlab_grade@{ref}": lambda w: grade_two_phase(submission, w, src / "src"),
+        f"convlab_grade@{ref}": lambda w: grade_two_phase(submission, w, src / "src", root=src),
         "convlab_grade@HEAD": lambda w: grade_two_phase(submission, w),
     }
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in routes}
