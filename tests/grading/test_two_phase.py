@@ -249,9 +249,11 @@ def test_lab5_solution_gets_full_marks(tmp_path: Path, datasets_root: Path) -> N
     models = result["integrity"]["models"]  # every trained model has its prediction signature
     assert models and all(fp["predictions"]["probe"].endswith("-test+blends") for fp in models.values())
     # scored by the process started ahead, which predicted with the zip's trained models while
-    # the notebook ran (how many of the five before the job came depends on the machine's load)
+    # the notebook ran (how many before the job came depends on the machine's load; without a
+    # lab plan in the Config, with any of the zip's models), and took what fitted the export
+    phases = result["scoring"]["phases"]
     assert result["scoring"]["route"] == "warm"
-    assert 0 <= result["scoring"]["phases"]["ahead_models"] <= 5
+    assert phases["ahead_models"] >= 0 and phases["from_ahead"] >= 0 and phases["predicted"] >= 0
 
 
 def test_sweep_removes_only_unclaimed_workdirs(tmp_path: Path) -> None:
