@@ -49,8 +49,8 @@ def test_grader_default_figures_match_lab_files() -> None:
 
 
 #: the checks that predict with a model, directly or through another check, and where the model
-#: is among their arguments: what each needs ("test": the test split; "train": also the training probe, checked by every
-#: accuracy step: ``fitted_on_training_split``)
+#: is among their arguments: what each needs ("test": the test split; "train": also the training
+#: probe, checked by every accuracy step: ``fitted_on_training_split``)
 _PREDICTING = {"accuracy_step": (0, ("test", "train")), "fitted_on_training_split": (0, ("test", "train")),
                "train_accuracy": (0, ("train",)), "test_accuracy": (0, ("test",)),
                "accuracy_at_least": (0, ("test",)), "nin_accuracy_step": (0, ("test",)),

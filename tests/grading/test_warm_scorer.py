@@ -173,7 +173,8 @@ def test_work_ahead_follows_the_lab_plan_and_the_manifest(tmp_path: Path) -> Non
                                                        (folder / "a.keras", ("test", "train"))]
     # several trainings of model1: the newest first, then nin's, then the older model1
     (folder / "manifest.json").write_text(json.dumps({
-        "k1": {"file": "a.keras", "variables": ["model1"]}, "k2": {"file": "b.keras", "variables": ["model1"]},
+        "k1": {"file": "a.keras", "variables": ["model1"]},
+        "k2": {"file": "b.keras", "variables": ["model1"]},
         "k3": {"file": "c.keras", "variables": ["nin"]}}))
     os.utime(folder / "a.keras", (1000, 1000))
     os.utime(folder / "b.keras", (2000, 2000))
