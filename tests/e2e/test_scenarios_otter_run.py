@@ -2,7 +2,9 @@
 
 Each scenario of tests/fixtures/<lab>/scenarios.yml is a submission made from the reference
 solution (or the blank template) and must get exactly its expected score per question, with
-the expected message. A lab's scenarios are graded on first use, two ``otter run`` at a time
+the expected message. The scenarios the two-phase test grades are left to it, but for the
+solution (:mod:`routes`: every scenario is graded by one route or both; ``CONVLAB_E2E_FULL=1``
+grades all here too). A lab's scenarios are graded on first use, two ``otter run`` at a time
 (one run keeps about 1.2 of the 2 cores busy; two at a time grade 1.6 times as many per minute),
 each kernel's TensorFlow limited to its share of the cores, as ``convlab grade`` does.
 """
@@ -15,14 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from routes import LABS, ROOT, otter_run_grades, scenarios
 
 from convlab import build, corpus
 from convlab.grading import execute
 
-ROOT = Path(__file__).resolve().parents[2]
-LABS = build.discover(ROOT)
-CASES = [(lab, scenario) for lab in LABS
-         for scenario in corpus.load(ROOT / "tests" / "fixtures" / lab / "scenarios.yml")]
+CASES = [(lab, scenario) for lab in LABS for scenario in scenarios(lab) if otter_run_grades(lab, scenario)]
 
 pytestmark = pytest.mark.slow
 

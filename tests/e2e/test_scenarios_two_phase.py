@@ -1,20 +1,17 @@
 """Each lab's scenario corpus graded by the two-phase grader gets the scores `otter run` gets.
 
-tests/e2e/test_scenarios_otter_run.py grades each scenario of tests/fixtures/<lab>/scenarios.yml
-through `otter run` and the committed autograder zip; here the same submissions go, one folder per
-lab, through `convlab grade`'s route (sandboxed execution, then scoring in the trusted process) with
-the same zip, and must meet the same expectations: per-question points and message fragments.
+tests/e2e/test_scenarios_otter_run.py grades scenarios of tests/fixtures/<lab>/scenarios.yml
+through `otter run` and the committed autograder zip; here submissions of the same corpus go, one
+folder per lab, through `convlab grade`'s route (sandboxed execution, then scoring in the trusted
+process) with the same zip, and must meet the same expectations: per-question points and message
+fragments.
 
-Every scenario already goes through `otter run`; here, to keep the suite's time on 2 cores in
-bounds, only the scenarios in :data:`SUBSET` run by default: one of each kind of grading path
-(trained weights used, refused, missing and trained at grade time; data and figure checks on the
-exported arrays; a value the notebook never defined; an untrained model; the renamed notebook;
-the pickle). The structural model checks the others exercise are the same `checks` code in both
-routes. ``CONVLAB_E2E_FULL=1`` runs every scenario (Lab 6 alone then takes about 20 minutes).
-
-A scenario whose grading environment differs from the lab's own (``env`` beyond what the lab's
-config sets, e.g. a smaller model-size limit) cannot share a batch with the others and is left
-to the otter run test.
+Which route grades which scenario is :mod:`routes`' choice: here, on a default run, the lab's
+``e2e_subset`` (one of each kind of grading path: trained weights used, refused, missing and
+trained at grade time; data and figure checks on the exported arrays; a value the notebook never
+defined; an untrained model; the renamed notebook; the pickle; and the submissions whose functions
+the grader calls on its own probes, graded a second time by the regrading test). The solution is
+graded by both routes on every run; ``CONVLAB_E2E_FULL=1`` grades every scenario by both.
 """
 
 from __future__ import annotations
@@ -27,20 +24,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from routes import LABS, ROOT, scenarios, two_phase_grades
 
-from convlab import build, corpus, labs
-from convlab.grading import execute, grade
+from convlab import build, corpus
+from convlab.grading import execute, grade, results
 
-ROOT = Path(__file__).resolve().parents[2]
-LABS = build.discover(ROOT)
-#: what the labs' own configs set anyway (GradingGuard ``no_train``)
-LAB_ENV = {"CONVLAB_NO_TRAIN"}
-#: lab -> the scenarios graded by default (its lab.yml's e2e_subset; empty: all)
-SUBSET = {lab: config.e2e_subset for lab, config in labs.load_all(ROOT).items() if config.e2e_subset}
-FULL = os.environ.get("CONVLAB_E2E_FULL") == "1"
-CASES = [(lab, scenario) for lab in LABS
-         for scenario in corpus.load(ROOT / "tests" / "fixtures" / lab / "scenarios.yml")
-         if set(scenario.env) <= LAB_ENV and (FULL or lab not in SUBSET or scenario.name in SUBSET[lab])]
+CASES = [(lab, scenario) for lab in LABS for scenario in scenarios(lab) if two_phase_grades(lab, scenario)]
 
 OTTER_UNDEFINED = "получено: None"
 TWO_PHASE_UNDEFINED = "в блокноте нет такой переменной"
@@ -72,11 +61,14 @@ def _grade_lab(lab: str, work: Path) -> dict[str, Any]:
                                       fixtures=ROOT / "tests" / "fixtures" / lab,
                                       dest=work / "make" / scenario.name)
         shutil.copy(made, subs / f"{scenario.name}{made.suffix}")
-    config = grade.Config(lab=lab, tests=ROOT / "autograder" / lab / build.zip_name(lab),
-                          settings=execute.Settings(wall_seconds=1800, memory_bytes=6 << 30,
-                                                    cell_timeout=900))
-    results = grade.grade_folder(config, subs, work / "out", workers=2, progress=False)
-    return {"results": {r["student_id"]: r for r in results}, "work": work}
+    batch = grade.grade_folder(_config(lab), subs, work / "out", workers=2, progress=False)
+    return {"results": {r["student_id"]: r for r in batch}, "work": work}
+
+
+def _config(lab: str) -> grade.Config:
+    return grade.Config(lab=lab, tests=ROOT / "autograder" / lab / build.zip_name(lab),
+                        settings=execute.Settings(wall_seconds=1800, memory_bytes=6 << 30,
+                                                  cell_timeout=900))
 
 
 @pytest.mark.parametrize(("lab", "scenario"), CASES, ids=[f"{lab}-{s.name}" for lab, s in CASES])
@@ -105,37 +97,37 @@ def test_scenario_scores_like_otter_run(lab: str, scenario: corpus.Scenario,
     assert report["score"] == pytest.approx(result["total"])
 
 
-#: lab -> scenarios graded three times by test_regrading_gives_identical_scores: the reference and
-#: submissions whose functions are checked on the grader's probes
+#: lab -> scenarios graded twice by test_regrading_gives_identical_scores (all in the lab's
+#: e2e_subset): the reference and submissions whose functions are checked on the grader's probes
 REGRADED = {"lab6_nin": ("solution", "mults_input_size", "block_ignores_strides")}
 
 
 @pytest.mark.parametrize("lab", sorted(set(REGRADED) & set(LABS)))
-def test_regrading_gives_identical_scores(lab: str, tmp_path: Path, datasets_root: Path) -> None:
-    """The grader owns every probe and seed: the same submissions graded three times (a first
-    grading, then two regrades of the same folder) get identical points on every question."""
-    scenarios = {s.name: s for s in corpus.load(ROOT / "tests" / "fixtures" / lab / "scenarios.yml")}
-    subs = tmp_path / "submissions"
+def test_regrading_gives_identical_scores(lab: str, tmp_path: Path,
+                                          graded: Callable[[str], dict[str, Any]]) -> None:
+    """The grader owns every probe and seed: submissions of the lab's batch, regraded in an output
+    folder that holds their first results (``regrade``), get identical points on every question."""
+    batch = graded(lab)
+    subs, kept = tmp_path / "submissions", tmp_path / "out" / "results"
     subs.mkdir()
+    kept.mkdir(parents=True)
     for name in REGRADED[lab]:
-        made = corpus.make_submission(scenarios[name], root=ROOT, lab=lab,
-                                      fixtures=ROOT / "tests" / "fixtures" / lab,
-                                      dest=tmp_path / "make" / name)
-        shutil.copy(made, subs / f"{name}{made.suffix}")
-    config = grade.Config(lab=lab, tests=ROOT / "autograder" / lab / build.zip_name(lab),
-                          settings=execute.Settings(wall_seconds=1800, memory_bytes=6 << 30,
-                                                    cell_timeout=900))
-    gradings = []
-    for attempt in range(3):
-        results = grade.grade_folder(config, subs, tmp_path / "out", workers=2, progress=False,
-                                     regrade=attempt > 0)
-        gradings.append({r["student_id"]: {q: v["score"] for q, v in r["questions"].items()}
-                         for r in results})
-    assert set(gradings[0]) == set(REGRADED[lab])
-    assert gradings[1] == gradings[0] and gradings[2] == gradings[0], gradings
-    # and the wrong ones lose points: the three identical gradings are not vacuous
+        assert name in batch["results"], f"{name} is not in {lab}'s e2e_subset (lab.yml)"
+        (submission,) = (batch["work"] / "submissions").glob(f"{name}.*")
+        shutil.copy(submission, subs)
+        first = kept / f"{name}{results.SUFFIX}"
+        shutil.copy(batch["work"] / "out" / "results" / first.name, first)
+        os.utime(first, (0, 0))
+    regraded = grade.grade_folder(_config(lab), subs, tmp_path / "out", workers=2, progress=False,
+                                  regrade=True)
+    points = {r["student_id"]: {q: v["score"] for q, v in r["questions"].items()} for r in regraded}
+    assert set(points) == set(REGRADED[lab])
     for name in REGRADED[lab]:
-        total = sum(gradings[0][name].values())
-        possible = sum(v["possible"] for v in next(
-            r for r in results if r["student_id"] == name)["questions"].values())
+        assert (kept / f"{name}{results.SUFFIX}").stat().st_mtime > 0, f"{name} was not graded again"
+        before = {q: v["score"] for q, v in batch["results"][name]["questions"].items()}
+        assert points[name] == before, (name, before, points[name])
+    # and the wrong ones lose points: the identical gradings are not vacuous
+    for result in regraded:
+        name, total = result["student_id"], sum(points[result["student_id"]].values())
+        possible = sum(v["possible"] for v in result["questions"].values())
         assert (total == possible) == (name == "solution"), (name, total, possible)
