@@ -3,13 +3,16 @@
 ``PeakMemory`` samples the RSS summed over a process and all its descendants (every 0.1 s) and,
 given a limit, kills the whole tree once the sum exceeds it. ``run_measured`` runs a command
 under it, optionally with a wall-clock limit (the whole tree is killed, including descendants
-that started sessions of their own, such as Jupyter kernels); ``measure`` is the strict form
-that raises on failure.
+that started sessions of their own, such as Jupyter kernels), and also reports the CPU time the
+tree used (user + system seconds of the command and every descendant reaped under it: on a
+machine with C cores, no schedule of that work takes less than ``cpu_s / C`` of wall time);
+``measure`` is the strict form that raises on failure.
 """
 
 from __future__ import annotations
 
 import platform
+import resource
 import subprocess
 import threading
 import time
@@ -80,7 +83,10 @@ class PeakMemory:
 def run_measured(command: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None,
                  timeout: float | None = None, memory_limit_bytes: int | None = None) -> dict[str, Any]:
     """Run a command; return ``seconds``, ``peak_mib`` (its process tree), ``returncode``,
-    ``killed`` (None, ``"timeout"`` or ``"memory"``) and the tail of its output."""
+    ``killed`` (None, ``"timeout"`` or ``"memory"``), ``cpu_s`` (CPU seconds of the tree) and
+    the tail of its output. Not thread-safe: ``cpu_s`` counts every child this process reaps
+    while the command runs."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     process = subprocess.Popen(command, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                text=True, errors="replace")
@@ -93,18 +99,20 @@ def run_measured(command: list[str], *, cwd: Path | None = None, env: dict[str, 
             kill_tree(process.pid)
             output, _ = process.communicate()
     seconds = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if memory.exceeded and killed is None:
         killed = "memory"
-    return {"seconds": round(seconds, 1), "peak_mib": round(memory.peak / 2**20),
+    return {"seconds": round(seconds, 1), "peak_mib": round(memory.peak / 2**20), "cpu_s": round(cpu, 1),
             "returncode": process.returncode, "killed": killed, "output": output[-3000:]}
 
 
 def measure(command: list[str], cwd: Path | None = None) -> dict[str, float]:
-    """Run a command; return its wall time and the peak memory of its process tree."""
+    """Run a command; return its wall time, the peak memory and the CPU time of its process tree."""
     result = run_measured(command, cwd=cwd)
     if result["returncode"] != 0:
         raise RuntimeError(f"{command} failed:\n{result['output']}")
-    return {"seconds": result["seconds"], "peak_mib": result["peak_mib"]}
+    return {"seconds": result["seconds"], "peak_mib": result["peak_mib"], "cpu_s": result["cpu_s"]}
 
 
 def machine() -> str:

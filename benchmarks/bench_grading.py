@@ -288,7 +288,7 @@ def route_a(folder: Path, out: Path, plan_of: dict[str, dict[str, Any]], args: a
     return {"command": " ".join(["python", *(shown.get(part, part) for part in command[1:])]),
             "returncode": run["returncode"],
             "output_tail": run["output"][-1500:] if run["returncode"] else "",
-            "seconds": run["seconds"], "peak_mib": run["peak_mib"],
+            "seconds": run["seconds"], "peak_mib": run["peak_mib"], "cpu_s": run["cpu_s"],
             "peak_mib_per_worker": round(run["peak_mib"] / args.workers),
             "per_submission_seconds": distribution([r["seconds"] for r in rows if r["seconds"] is not None]),
             "sandbox_peak_mib": distribution([r["peak_mib"] for r in rows if r["peak_mib"] is not None]),

@@ -86,7 +86,7 @@ def grade_two_phase(submission: Path, work: Path, src: Path | None = None,
     run = run_measured(command, env=env)
     if run["returncode"] != 0:
         raise RuntimeError(f"{command} failed:\n{run['output']}")
-    result: dict[str, Any] = {"seconds": run["seconds"], "peak_mib": run["peak_mib"]}
+    result: dict[str, Any] = {"seconds": run["seconds"], "peak_mib": run["peak_mib"], "cpu_s": run["cpu_s"]}
     graded = json.loads((work / "out" / "results" / f"{submission.stem}.json").read_text())
     result["score"], result["possible"] = graded["total"], graded["max_total"]
     result["status"] = graded["status"]
@@ -118,13 +118,17 @@ def compare(ref: str, submission: Path, work: Path, rounds: int) -> dict[str, An
         for name, route in routes.items():
             runs[name].append(route(work / f"{name}-{i}".replace("@", "_")))
             print(f"round {i + 1}: {name}: {runs[name][-1]['seconds']} s, "
-                  f"{runs[name][-1]['peak_mib']} MiB", flush=True)
+                  f"{runs[name][-1]['peak_mib']} MiB, {runs[name][-1]['cpu_s']} CPU s", flush=True)
     table: dict[str, Any] = {}
     otter = runs["otter_run"]
     for name, done in runs.items():
         median = sorted(done, key=lambda r: r["seconds"])[len(done) // 2]
         table[name] = {**median, "runs_seconds": [r["seconds"] for r in done],
                        "runs_peak_mib": [r["peak_mib"] for r in done],
+                       "runs_cpu_s": [r["cpu_s"] for r in done],
+                       # no schedule of the route's CPU work on this machine's cores is faster
+                       "wall_floor_s": round(sorted(r["cpu_s"] for r in done)[len(done) // 2]
+                                             / (psutil.cpu_count() or 1), 1),
                        "ratio_to_otter_run": round(median["seconds"] / sorted(
                            r["seconds"] for r in otter)[len(otter) // 2], 2),
                        "round_ratios": [round(r["seconds"] / o["seconds"], 2)

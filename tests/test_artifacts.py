@@ -311,3 +311,17 @@ def test_jsonable_is_the_one_converter() -> None:
     expected = {"1": [0.5, [0, 1]], "nan": None, "t": [1.0, 1.0], "o": repr(object)}
     assert artifacts.jsonable(value) == expected == exporter._jsonable(value)
     assert json.loads(json.dumps(artifacts.jsonable(value))) == expected
+
+
+def test_manifest_read_is_bounded_and_an_object(tmp_path: Path) -> None:
+    """Is a cache's manifest read as a JSON object, and anything else (missing, not JSON, not an
+    object, or over ``max_bytes`` where a limit is asked) as no manifest?"""
+    manifest = tmp_path / artifacts.MANIFEST
+    assert artifacts.read_manifest(tmp_path) == {}
+    manifest.write_text(json.dumps({"k": {"file": "k.keras"}}))
+    assert artifacts.read_manifest(tmp_path) == {"k": {"file": "k.keras"}}
+    assert artifacts.read_manifest(tmp_path, max_bytes=manifest.stat().st_size) == {"k": {"file": "k.keras"}}
+    assert artifacts.read_manifest(tmp_path, max_bytes=manifest.stat().st_size - 1) == {}
+    for text in ("[1, 2]", "{not json", "\udcff"):
+        manifest.write_bytes(text.encode("utf-8", "surrogateescape"))
+        assert artifacts.read_manifest(tmp_path) == {}, text

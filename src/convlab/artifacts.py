@@ -248,12 +248,18 @@ def jsonable(value: Any) -> Any:
     return value if isinstance(value, str | int | float | bool | type(None)) else repr(value)
 
 
-def read_manifest(directory: Path) -> dict[str, Any]:
-    """``manifest.json`` of an artifacts folder: fingerprint -> what was trained."""
+def read_manifest(directory: Path, *, max_bytes: int | None = None) -> dict[str, Any]:
+    """``manifest.json`` of an artifacts folder: fingerprint -> what was trained; ``{}`` when it
+    is missing, unreadable, not a JSON object or (with ``max_bytes``) longer than that."""
     try:
-        return json.loads((directory / MANIFEST).read_text())
-    except (OSError, ValueError):
+        with open(directory / MANIFEST, "rb") as handle:
+            data = handle.read(-1 if max_bytes is None else max_bytes + 1)
+        if max_bytes is not None and len(data) > max_bytes:
+            return {}
+        manifest = json.loads(data.decode("utf-8"))
+    except (OSError, ValueError):  # UnicodeDecodeError is a ValueError
         return {}
+    return manifest if isinstance(manifest, dict) else {}
 
 
 def _caller_names(model: Any) -> list[str]:

@@ -35,7 +35,7 @@ from corpus_tiny import (
     notebook,
 )
 
-from convlab import corpus
+from convlab import corpus, labs
 from convlab.grading import batch, execute, grade, score_process
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -237,8 +237,9 @@ def test_lab5_solution_gets_full_marks(tmp_path: Path, datasets_root: Path) -> N
     assert not scenario.expected and not scenario.all_zero  # the expectation: full marks everywhere
     submission = corpus.make_submission(scenario, root=ROOT, lab=LAB, fixtures=fixtures,
                                         dest=tmp_path / "submission")
+    plan = labs.load(ROOT, LAB).predict_ahead
     cfg = grade.Config(lab=LAB, tests=ROOT / "autograder" / LAB, settings=execute.Settings(
-        wall_seconds=1200, memory_bytes=10 << 30, cell_timeout=600))
+        wall_seconds=1200, memory_bytes=10 << 30, cell_timeout=600), predict_ahead=plan)
     (tmp_path / "scratch").mkdir()
     result = grade.grade_one(cfg, batch.Submission("solution", submission), tmp_path / "scratch")
     assert result["status"] == "ok", result.get("reason")
@@ -249,11 +250,12 @@ def test_lab5_solution_gets_full_marks(tmp_path: Path, datasets_root: Path) -> N
     models = result["integrity"]["models"]  # every trained model has its prediction signature
     assert models and all(fp["predictions"]["probe"].endswith("-test+blends") for fp in models.values())
     # scored by the process started ahead, which predicted with the zip's trained models while
-    # the notebook ran (how many before the job came depends on the machine's load; without a
-    # lab plan in the Config, with any of the zip's models), and took what fitted the export
+    # the notebook ran (how many before the job came depends on the machine's load) and took
+    # what fitted the export: each prediction of the lab's plan made once, ahead or after
     phases = result["scoring"]["phases"]
     assert result["scoring"]["route"] == "warm"
-    assert phases["ahead_models"] >= 0 and phases["from_ahead"] >= 0 and phases["predicted"] >= 0
+    assert phases["from_ahead"] + phases["predicted"] == sum(len(kinds) for kinds in plan.values()), phases
+    assert phases["from_ahead"] <= 2 * phases["ahead_models"], phases
 
 
 def test_sweep_removes_only_unclaimed_workdirs(tmp_path: Path) -> None:

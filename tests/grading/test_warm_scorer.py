@@ -149,9 +149,8 @@ def test_trained_models_copied_from_the_zip_only_by_name_and_size(tmp_path: Path
 
 def test_work_ahead_follows_the_lab_plan_and_the_manifest(tmp_path: Path) -> None:
     """Does a warm process predict ahead, with a lab's plan, only the files the cache's manifest
-    says held a planned variable, in the plan's order and with the planned kinds; with no plan,
-    every file with both kinds; and with a plan but no readable manifest (or a hostile one),
-    nothing?"""
+    says held a planned variable, in the plan's order and with the planned kinds; and with no
+    plan, or a plan but no readable manifest (or a hostile one), nothing?"""
     import json
 
     folder = tmp_path / "ahead"
@@ -160,8 +159,7 @@ def test_work_ahead_follows_the_lab_plan_and_the_manifest(tmp_path: Path) -> Non
         (folder / name).write_bytes(b"x")
     plan = {"nin": ["test"], "model1": ["test", "train"]}
     assert score_process._ahead_work(folder, plan) == []  # no manifest
-    assert score_process._ahead_work(folder, None) == [(folder / n, ("test", "train"))
-                                                       for n in ("a.keras", "b.keras", "c.keras", "d.keras")]
+    assert score_process._ahead_work(folder, None) == []
     (folder / "manifest.json").write_text(json.dumps({
         "k1": {"file": "a.keras", "variables": ["model1", "other"]},
         "k2": {"file": "b.keras", "variables": ["ablation"]},
@@ -181,8 +179,12 @@ def test_work_ahead_follows_the_lab_plan_and_the_manifest(tmp_path: Path) -> Non
     assert score_process._ahead_work(folder, plan) == [(folder / "c.keras", ("test",)),
                                                        (folder / "b.keras", ("test", "train")),
                                                        (folder / "a.keras", ("test", "train"))]
+    assert score_process._ahead_work(folder, None) == []  # no plan: nothing, manifest or not
     (folder / "manifest.json").write_text("[not json")
     assert score_process._ahead_work(folder, plan) == []
+    (folder / "manifest.json").write_text(json.dumps({"k3": {"file": "c.keras", "variables": ["nin"]},
+                                                      "padding": "x" * score_process.MAX_MANIFEST}))
+    assert score_process._ahead_work(folder, plan) == []  # over the size limit
 
 
 @pytest.mark.parametrize("harm", ["died", "export-made", "job-made"])

@@ -69,7 +69,7 @@ class Config:
     #: phase 2 in a fresh sandboxed process per submission (limits; ``isolated=False``: in this process)
     scoring: score_process.Settings = field(default_factory=score_process.Settings)
     #: variable -> the predictions the tests make with its model, made ahead of scoring
-    #: (:attr:`convlab.labs.Lab.predict_ahead`; None: every kind for every trained model)
+    #: (:attr:`convlab.labs.Lab.predict_ahead`; None: no work ahead)
     predict_ahead: Mapping[str, Sequence[str]] | None = None
 
 

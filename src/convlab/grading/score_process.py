@@ -474,7 +474,8 @@ def start(tests_source: Path, *, settings: Settings, execution: execute.Settings
         plan = None if ahead is None else {str(k): [str(x) for x in v] for k, v in ahead.items()}
         (workdir / WARM).write_text(json.dumps({"datasets": lab_datasets(workdir / TESTS), "ahead": plan}),
                                     encoding="utf-8")
-        trained_models(submission, workdir / AHEAD)
+        if plan:
+            trained_models(submission, workdir / AHEAD)
     except BaseException:
         sandbox.release_workdir(workdir)
         raise
@@ -520,18 +521,14 @@ def _ahead_work(folder: Path, plan: Any) -> list[tuple[Path, tuple[str, ...]]]:
     for each: with a ``plan`` (variable -> kinds), the files the cache's manifest says held
     those variables: the newest file of each variable (the plan's order), then the next newest
     of each, and so on (a student's cache may hold several trainings of one model; the notebook
-    most likely uses the last); without a plan, every file, both kinds. The manifest and the
-    files' times are the student's (hostile): wrong ones only make the work ahead useless."""
-    paths = sorted(folder.glob("*.keras")) if folder.is_dir() else []
-    if not isinstance(plan, dict):
-        return [(path, ("test", "train")) for path in paths]
-    try:
-        with open(folder / "manifest.json", "rb") as handle:
-            manifest = json.loads(handle.read(MAX_MANIFEST + 1).decode("utf-8"))
-    except (OSError, ValueError, UnicodeDecodeError):
+    most likely uses the last); without a plan, nothing. The manifest and the files' times are
+    the student's (hostile): wrong ones only make the work ahead useless."""
+    if not isinstance(plan, dict) or not folder.is_dir():
         return []
+    paths = sorted(folder.glob("*.keras"))
+    manifest = artifacts.read_manifest(folder, max_bytes=MAX_MANIFEST)
     candidates: dict[str, list[tuple[float, int, Path]]] = {name: [] for name in plan}
-    for position, entry in enumerate(manifest.values() if isinstance(manifest, dict) else []):
+    for position, entry in enumerate(manifest.values()):
         if not isinstance(entry, dict) or not isinstance(entry.get("variables"), list):
             continue
         path = folder / str(entry.get("file"))
