@@ -368,6 +368,7 @@ def test_activation_spellings_grade_the_same_by_both_routes(tmp_path: Path, spel
                                figures={})
     two_phase = [c["passed"] for c in scored.result["questions"]["q3"]["cases"]]
     assert scored.process["status"] == "ok", scored.process
+    assert scored.process["phases"]["keras"] == 1  # imported to load the model
     assert in_kernel["q3"] == two_phase == [True, True], scored.result["messages"]
 
 

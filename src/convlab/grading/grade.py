@@ -99,14 +99,16 @@ def _copy_executed(execution: execute.Execution, dest: Path) -> None:
         files.write_bytes(dest, data)
 
 
-def _preload() -> None:
+def _preload(*, keras: bool = True) -> None:
     """Import what scoring uses *before* any submission runs, so that a kernel that could write
     the grader's files (only without both the user switch and Landlock) cannot change the code
-    that scores it."""
+    that scores it. ``keras=False``: all but Keras (and TensorFlow), which a scoring process that
+    starts after its notebook ended imports only to load a model (the import is most of its
+    start-up; an export without models needs none)."""
     import importlib
 
-    for module in ("convlab.checks", "keras", "matplotlib.figure", "matplotlib.gridspec",
-                   "otter.test_files.exception_test"):
+    for module in ("convlab.checks", *(("keras",) if keras else ()), "matplotlib.figure",
+                   "matplotlib.gridspec", "otter.test_files.exception_test"):
         importlib.import_module(module)
 
 
