@@ -49,10 +49,11 @@ the grader's files (the target of ``write_outside``, where unpickled payloads wo
 came out changed.
 
 Results go to ``--out`` (default ``benchmarks/results/grading.json``) and are printed as a table.
-A full run (100 submissions, both routes) takes about 1¾ hours on a 2-core machine: measured
-on 2026-11-26, 38 minutes for route A with 2 workers and 69 minutes for route B (numbers in
-``benchmarks/results/grading.json``). ``--count 6 --only-fast --out /tmp/grading.json`` is a
-smoke test of about 5 minutes (both routes).
+A full run (100 submissions, both routes) takes about 2 hours on a 2-core machine: route A
+with 2 workers 50 minutes (``--skip-otter``, ``benchmarks/results/grading_route_a.json``); on
+2026-11-26, before the fresh confined scoring process per submission and the stricter checks,
+38 minutes for route A and 69 minutes for route B (``benchmarks/results/grading.json``).
+``--count 6 --only-fast --out /tmp/grading.json`` is a smoke test of about 5 minutes (both routes).
 """
 
 from __future__ import annotations
