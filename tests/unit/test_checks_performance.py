@@ -3,6 +3,7 @@ networks whose predictions on the synthetic test split are known exactly (confte
 
 from __future__ import annotations
 
+import json
 import re
 
 import keras
@@ -478,9 +479,9 @@ def test_predictions_made_ahead_serve_the_same_network_only(fake_datasets, make_
 
 def test_scoring_process_predicts_ahead_with_accepted_files_until_its_job(fake_datasets, make_mapping_model,
                                                                           tmp_path):
-    """Does a warm scoring process predict with each accepted trained-model file whose input
-    fits a dataset of the lab (test split and training probe), pass over a file that is not a
-    model, and predict nothing once its job has come?"""
+    """Does a warm scoring process predict with each accepted trained-model file of its plan whose
+    input fits a dataset of the lab (test split and training probe), pass over a file that is not
+    a model, and predict nothing without a plan or once its job has come?"""
     from convlab.checks import performance
     from convlab.grading import score_process
 
@@ -489,10 +490,16 @@ def test_scoring_process_predicts_ahead_with_accepted_files_until_its_job(fake_d
     make_mapping_model((8, 8, 1), shift=0).save(folder / "a.keras")
     make_mapping_model((5, 5, 1), shift=0).save(folder / "b.keras")  # fits no dataset
     (folder / "c.keras").write_bytes(b"PK\x03\x04 hostile")
+    # the cache's manifest: all three held the planned variable
+    (folder / "manifest.json").write_text(json.dumps(
+        {key: {"file": f"{key}.keras", "variables": ["model"]} for key in "abc"}))
+    spec = {"datasets": ["mnist", "cifar10"], "ahead": {"model": ["test", "train"]}}
     job = tmp_path / "job.json"
-    assert score_process.predict_ahead(folder, {"datasets": ["mnist", "cifar10"]}, job) == 1
+    assert score_process.predict_ahead(folder, spec, job) == 1
     assert sorted(key for _, _, key in performance._ahead) == ["mnist", "mnist:train"]
     performance._ahead.clear()
+    assert score_process.predict_ahead(folder, {"datasets": ["mnist", "cifar10"]}, job) == 0  # no plan
+    assert performance._ahead == {}
     job.write_text("{}")
-    assert score_process.predict_ahead(folder, {"datasets": ["mnist"]}, job) == 0
+    assert score_process.predict_ahead(folder, spec, job) == 0
     assert performance._ahead == {}
